@@ -1,0 +1,182 @@
+"""The two multi-task architectures: one shared trunk, two heads (gender logit; age distribution).
+
+Both are `PyTorchModelHubMixin` models, so `save_pretrained` / `from_pretrained` / `push_to_hub` give a
+`config.json` (the constructor arguments, including `arch`) and a `model.safetensors`.
+
+Output layout of `forward`: one tensor [N, 1 + AGE_BINS] = [gender logit | age logits]. A single tensor
+keeps Grad-CAM simple: its targets are small callables on one output row (see model/cam.py).
+"""
+from __future__ import annotations
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+from torchvision.models import vgg16
+
+from model.age import AGE_BINS, age_interval, expected_age
+
+HUB_KWARGS = dict(
+    library_name="pytorch",
+    tags=["age-estimation", "gender-classification", "face", "grad-cam", "utkface"],
+    license="cc-by-nc-4.0",  # the training data (UTKFace) is non-commercial research only
+    repo_url="https://github.com/face-age-gender/face-age-gender",
+)
+
+
+def split_output(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, 1 + AGE_BINS] -> (gender logit [N], age logits [N, AGE_BINS])."""
+    return out[:, 0], out[:, 1:]
+
+
+class TwoHeads(nn.Module):
+    """Gender and age heads on the same pooled trunk features."""
+
+    def __init__(self, in_features: int, hidden: int, dropout: float):
+        super().__init__()
+
+        def head(out_features: int) -> nn.Sequential:
+            return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, hidden), nn.ReLU(inplace=True),
+                                 nn.Dropout(dropout), nn.Linear(hidden, out_features))
+
+        self.gender = head(1)
+        self.age = head(AGE_BINS)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.gender(pooled), self.age(pooled)], dim=1)
+
+
+class AgeGenderNet(nn.Module):
+    """What both architectures share: heads, calibrated prediction, the Grad-CAM layer."""
+
+    arch: str
+    image_size: int
+
+    def _init_common(self, image_size: int) -> None:
+        self.image_size = image_size
+        # Temperature scaling for the gender probability, fitted on the validation split after training
+        # (train/calibrate.py). A buffer, so it travels inside model.safetensors.
+        self.register_buffer("gender_temperature", torch.ones(()))
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """The layer whose activations Grad-CAM weights (the last ReLU of the trunk)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised faces [N, 3, S, S] -> calibrated readouts per face (tensors of shape [N])."""
+        gender_logit, age_logits = split_output(self(batch))
+        low, high = age_interval(age_logits)
+        return {
+            "p_female": torch.sigmoid(gender_logit / self.gender_temperature),
+            "age": expected_age(age_logits),
+            "age_low": low,
+            "age_high": high,
+            "age_probs": age_logits.softmax(-1),
+        }
+
+
+def conv_block(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
+    """conv-BN-ReLU x2, 2x2 max-pool, spatial dropout."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2), nn.Dropout2d(dropout),
+    )
+
+
+class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **HUB_KWARGS):
+    """A small CNN trained from scratch: four conv blocks, global average pooling, two heads."""
+
+    def __init__(self, arch: str = "scratch", image_size: int = 64, widths: tuple | list = (32, 64, 128, 256),
+                 dropout: float = 0.1, head_dropout: float = 0.3, hidden: int = 128):
+        super().__init__()
+        if arch != "scratch":
+            raise ValueError(f"ScratchNet config says arch={arch!r}")
+        self.arch = arch
+        self._init_common(image_size)
+        channels = [3, *widths]
+        self.trunk = nn.Sequential(*[conv_block(a, b, dropout) for a, b in zip(channels, channels[1:])])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.heads = TwoHeads(widths[-1], hidden, head_dropout)
+        self._he_init()
+
+    def _he_init(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.trunk[-1][5]  # last block's second ReLU, before pooling (full resolution of that block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.pool(self.trunk(x)).flatten(1))
+
+
+# torchvision's vgg16().features: indices 0..23 are blocks 1-4 (ending with pool4), 24..29 block 5's
+# three conv+ReLU pairs, 30 is pool5 (dropped: we pool globally straight after conv5_3).
+VGG_BLOCK_STARTS = (0, 5, 10, 17, 24)
+
+
+class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **HUB_KWARGS):
+    """ImageNet VGG16 conv base, global average pooling, two small heads.
+
+    Split as `frozen` (blocks 1..5-k, never trained) and `tuned` (the last k blocks) so the frozen part's
+    output can be computed once and cached on a CPU (train/features.py).
+    """
+
+    def __init__(self, arch: str = "vgg16", image_size: int = 128, tuned_blocks: int = 1,
+                 head_dropout: float = 0.4, hidden: int = 256):
+        super().__init__()
+        if arch != "vgg16":
+            raise ValueError(f"VGGNet config says arch={arch!r}")
+        if not 0 <= tuned_blocks <= 5:
+            raise ValueError("tuned_blocks must be 0..5")
+        self.arch = arch
+        self.tuned_blocks = tuned_blocks
+        self._init_common(image_size)
+        features = vgg16(weights=None).features[:30]
+        split = VGG_BLOCK_STARTS[5 - tuned_blocks] if tuned_blocks else 30
+        self.frozen = features[:split]
+        self.tuned = features[split:]
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.heads = TwoHeads(512, hidden, head_dropout)
+        self.frozen.requires_grad_(False)
+
+    def load_imagenet(self, source: str) -> None:
+        """Load ImageNet conv weights: 'torchvision' (download IMAGENET1K_V1) or a local safetensors file
+        with `vgg16().features` key names (e.g. ../shared/weights/vgg16_imagenet_features.safetensors)."""
+        if source == "torchvision":
+            from torchvision.models import VGG16_Weights
+            state = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features.state_dict()
+        else:
+            from safetensors.torch import load_file
+            state = load_file(source)
+        full = nn.Sequential(*self.frozen, *self.tuned)  # same indices as vgg16().features[:30]
+        state = {k: v for k, v in state.items() if int(k.split(".")[0]) < 30}
+        full.load_state_dict(state, strict=True)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return (self.tuned if len(self.tuned) else self.frozen)[-1]  # ReLU after conv5_3
+
+    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frozen(x)
+
+    def forward_tuned(self, frozen_out: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.pool(self.tuned(frozen_out)).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_tuned(self.forward_frozen(x))
+
+
+ARCHITECTURES: dict[str, type[AgeGenderNet]] = {"scratch": ScratchNet, "vgg16": VGGNet}
+
+
+def build_model(arch: str, **config) -> AgeGenderNet:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](arch=arch, **config)

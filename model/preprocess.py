@@ -1,0 +1,60 @@
+"""The one preprocessing definition shared by training and inference.
+
+Faces arrive as RGB crops framed like UTKFace's "aligned & cropped" chips (see demo/align.py for how
+inference reproduces that framing). Both models read them at `image_size` px, scaled to [0, 1] and
+normalised with ImageNet statistics (the VGG16 weights expect exactly this; the scratch CNN does not
+care, and one definition is simpler than two).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_uint8_tensor(face: Image.Image | np.ndarray, image_size: int) -> torch.Tensor:
+    """RGB face crop (PIL or HxWx3 uint8 array) -> uint8 tensor [3, S, S] resized with antialiasing."""
+    if isinstance(face, np.ndarray):
+        face = Image.fromarray(face)
+    face = face.convert("RGB")
+    if face.size != (image_size, image_size):
+        face = face.resize((image_size, image_size), Image.Resampling.BILINEAR, reducing_gap=None)
+    return torch.from_numpy(np.asarray(face, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def normalize() -> v2.Transform:
+    """uint8 [.., 3, S, S] -> float, ImageNet-normalised."""
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def train_augment(image_size: int) -> v2.Transform:
+    """Augmentation on uint8 [3, S, S] tensors of size `image_size`, followed by normalisation.
+
+    Flip, small rotation (<= 10 deg), scale/translate, brightness/contrast, then random erasing on the
+    normalised tensor (erasing fills with zeros = the mean colour).
+    """
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.92, 1.08)),
+        v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.15),
+        normalize(),
+        v2.RandomErasing(p=0.25, scale=(0.02, 0.12), value=0),
+    ])
+
+
+def batch_from_faces(faces: list, image_size: int) -> torch.Tensor:
+    """A list of RGB face crops -> a normalised float batch [N, 3, S, S], as the models expect."""
+    if not faces:
+        return torch.empty(0, 3, image_size, image_size)
+    return normalize()(torch.stack([to_uint8_tensor(f, image_size) for f in faces]))
+
+
+def denormalize(batch: torch.Tensor) -> torch.Tensor:
+    """Inverse of `normalize`: float batch -> [0, 1] RGB (for overlays and plots)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=batch.device).view(-1, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=batch.device).view(-1, 1, 1)
+    return (batch * std + mean).clamp(0, 1)
