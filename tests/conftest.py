@@ -1,0 +1,21 @@
+"""Shared test fixtures. Everything is offline; data that cannot be made here comes from ../shared."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACE_SHARED_DIR", ROOT.parent / "shared"))
+
+# Never touch the network from tests, and keep Hugging Face / Gradio quiet and local.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared beside the project (also in CI). Missing means a broken setup: fail, never skip."""
+    assert SHARED.is_dir(), f"{SHARED} not found: tests need ../shared beside the project root"
+    return SHARED
