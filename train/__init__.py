@@ -1,0 +1,1 @@
+"""Training side: data, training loop, evaluation, publishing. Reads model/, never demo/."""

@@ -1,0 +1,54 @@
+"""Cache VGG16's frozen-part output so CPU fine-tuning only runs the tuned block and the heads.
+
+Blocks 1-4 of VGG16 never change while block 5 is tuned, so their output for each (un-augmented) image is
+computed once and stored as float16. The cache file name is a hash of the images and the frozen weights,
+so it is reused across runs and invalidated when either changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.nets import VGGNet
+from model.preprocess import normalize
+
+log = logging.getLogger(__name__)
+
+
+def frozen_fingerprint(model: VGGNet, images: torch.Tensor) -> str:
+    h = hashlib.sha1()
+    for name, tensor in model.frozen.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None, batch_size: int = 64,
+                    device: str = "cpu") -> torch.Tensor:
+    """uint8 images [N, 3, S, S] -> float16 frozen-part features [N, C, h, w], from the cache if present."""
+    cache = cache_dir / f"vgg-frozen-{frozen_fingerprint(model, images)}.npy" if cache_dir else None
+    if cache is not None and cache.exists():
+        log.info("using cached VGG16 features %s", cache)
+        return torch.from_numpy(np.load(cache, mmap_mode="r")[:].copy())
+    model.frozen.eval().to(device)
+    norm = normalize()
+    chunks = []
+    for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
+        batch = norm(images[start:start + batch_size]).to(device)
+        chunks.append(model.forward_frozen(batch).half().cpu())
+    features = torch.cat(chunks) if chunks else torch.empty(0)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, features.numpy())
+        os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
+    return features

@@ -1,0 +1,317 @@
+"""`python -m train`: train a multi-task (gender + age) model on UTKFace-style data.
+
+One readable loop for both architectures. The only difference is what feeds the trainable part:
+augmented images (scratch CNN, or VGG16 on a GPU), or VGG16 block-4 features cached once (VGG16 on a CPU).
+
+Run directory (--out):
+  model/            best checkpoint as save_pretrained (config.json + model.safetensors), gender-calibrated
+  checkpoint.pt     last epoch's full state, for --resume (written atomically)
+  train_config.json the options; split.csv the split; data_report.json counts and dedupe report
+  history.csv, curves.png, metrics.json
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.nets import VGGNet, build_model, split_output
+from model.age import expected_age
+from model.preprocess import normalize, train_augment
+from train import calibrate, plots
+from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
+from train.data import load_records, read_split_csv, split_records, write_split_csv
+from train.features import frozen_features
+from train.images import load_images
+from train.losses import multitask_loss
+
+log = logging.getLogger("train")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "UTKFace.tar.gz"
+DEFAULT_VGG_WEIGHTS = ROOT.parent / "shared" / "weights" / "vgg16_imagenet_features.safetensors"
+DEFAULT_CACHE = Path.home() / ".cache" / "face-age-gender"
+DEFAULT_SIZE = {"scratch": 64, "vgg16": 128}
+
+
+@dataclass
+class TrainConfig:
+    model: str = "scratch"
+    data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)])
+    out: str = "runs/scratch"
+    image_size: int = 0  # 0: the architecture's default
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # or "plateau"
+    patience: int = 6  # early stopping on validation loss
+    gender_weight: float = 1.0
+    age_weight: float = 0.3
+    age_l1: float = 0.05
+    class_weight: bool = False  # up-weight the rarer gender by the train-split ratio
+    seed: int = 0
+    device: str = "auto"
+    limit: int = 0  # use a seeded random subset of this many images (0 = all)
+    split_csv: str = ""  # reuse an existing split instead of making one
+    # VGG16 only
+    vgg_weights: str = str(DEFAULT_VGG_WEIGHTS)  # safetensors file, "torchvision" (download) or "random"
+    tuned_blocks: int = 1  # conv blocks fine-tuned (1 = block 5; more only sensible on a GPU)
+    head_epochs: int = 2  # gradual unfreezing: heads alone first, then the tuned blocks
+    backbone_lr_scale: float = 0.1
+    cache_features: str = "auto"  # cache the frozen part's output: auto = on CPU only
+    cache_dir: str = str(DEFAULT_CACHE)
+    push_to_hub: str = ""  # repo id: evaluate and publish when training ends
+
+
+def parse_args(argv=None) -> TrainConfig:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in ("model", "schedule"):
+            continue  # added below with their choices
+        if f.type == "bool":
+            parser.add_argument(flag, action="store_true")
+        elif f.name == "data":
+            parser.add_argument(flag, nargs="+", default=default,
+                                help="UTKFace tar.gz or folder, CelebA root, or Male/Female folder tree")
+        else:
+            kind = {"int": int, "float": float}.get(f.type, str)
+            parser.add_argument(flag, type=kind, default=default)
+    parser.add_argument("--model", choices=["scratch", "vgg16"], default="scratch")
+    parser.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
+    cfg = TrainConfig(**vars(parser.parse_args(argv)))
+    cfg.image_size = cfg.image_size or DEFAULT_SIZE[cfg.model]
+    return cfg
+
+
+def pick_device(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+def prepare_data(cfg: TrainConfig, out: Path):
+    """Records -> split (made or reused) -> decoded train/val images. Writes split.csv, data_report.json."""
+    cache_dir = Path(cfg.cache_dir)
+    records, report = load_records(cfg.data, cache_dir)
+    if cfg.split_csv:
+        by_path = {r.path: r for r in read_split_csv(Path(cfg.split_csv))}
+        records = [r for r in records if r.path in by_path]
+        for r in records:
+            r.split = by_path[r.path].split
+    else:
+        if cfg.limit and cfg.limit < len(records):
+            records = random.Random(cfg.seed).sample(records, cfg.limit)
+        split_records(records, seed=cfg.seed)
+    write_split_csv(records, out / "split.csv")
+    sets = {}
+    for split in ("train", "val"):
+        chosen = [r for r in records if r.split == split]
+        images, kept = load_images(chosen, cfg.image_size, cache_dir)
+        report[f"{split}_images"] = len(kept)
+        report[f"{split}_skipped_unreadable"] = len(chosen) - len(kept)
+        sets[split] = (images,
+                       torch.tensor([r.gender for r in kept]),
+                       torch.tensor([r.age for r in kept]))
+    report["test_images_listed"] = sum(r.split == "test" for r in records)
+    atomic_write_json(out / "data_report.json", report)
+    return sets
+
+
+class Inputs:
+    """What feeds the trainable part of the model, per split: images or cached VGG16 features."""
+
+    def __init__(self, cfg: TrainConfig, model, sets, device):
+        self.model, self.device = model, device
+        self.cached = isinstance(model, VGGNet) and (
+            cfg.cache_features == "on" or (cfg.cache_features == "auto" and device.type == "cpu"))
+        if self.cached:
+            self.data = {s: frozen_features(model, sets[s][0], Path(cfg.cache_dir), device=device) for s in sets}
+        else:
+            self.data = {s: sets[s][0] for s in sets}
+        self.augment, self.normalize = train_augment(cfg.image_size), normalize()
+
+    def forward(self, split: str, idx: torch.Tensor, train: bool) -> torch.Tensor:
+        x = self.data[split][idx]
+        if self.cached:
+            x = x.float()
+            if train:  # cheap stand-in for image flips: mirror the cached feature maps of half the batch
+                flip = torch.rand(len(x)) < 0.5
+                x[flip] = x[flip].flip(-1)
+            return self.model.forward_tuned(x.to(self.device))
+        x = torch.stack([self.augment(im) for im in x]) if train else self.normalize(x)
+        return self.model(x.to(self.device))
+
+
+# ------------------------------------------------------------------------------------------------- loop
+
+def set_tuned_trainable(model, trainable: bool) -> None:
+    if isinstance(model, VGGNet):
+        model.tuned.requires_grad_(trainable)
+
+
+def make_optimizer(cfg: TrainConfig, model):
+    groups = [{"params": list(model.heads.parameters()), "lr": cfg.lr}]
+    if isinstance(model, VGGNet):
+        groups.append({"params": list(model.tuned.parameters()), "lr": cfg.lr * cfg.backbone_lr_scale})
+    else:
+        groups.append({"params": list(model.trunk.parameters()), "lr": cfg.lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.3, patience=2)
+    return optimizer, scheduler
+
+
+@torch.no_grad()
+def run_eval(inputs: Inputs, split: str, gender, age, cfg, batch_size=256) -> tuple[dict, torch.Tensor]:
+    """Validation loss and metrics; also returns the raw outputs (for calibration)."""
+    inputs.model.eval()
+    outs = torch.cat([inputs.forward(split, torch.arange(i, min(i + batch_size, len(gender))), train=False).cpu()
+                      for i in range(0, len(gender), batch_size)])
+    _, parts = multitask_loss(outs, gender, age, gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
+                              age_l1=cfg.age_l1)
+    gender_logit, age_logits = split_output(outs)
+    known = age >= 0
+    parts["gender_acc"] = ((gender_logit > 0).long() == gender).float().mean().item()
+    parts["age_mae"] = (expected_age(age_logits[known]) - age[known]).abs().mean().item() if known.any() else math.nan
+    return parts, outs
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> Path:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / "checkpoint.pt"
+    config_path = out / "train_config.json"
+    if resume and checkpoint_path.exists():
+        previous = json.loads(config_path.read_text())
+        previous.pop("epochs", None), previous.pop("push_to_hub", None)
+        now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("epochs", "push_to_hub")}
+        if previous != now:
+            changed = sorted(k for k in now if previous.get(k) != now[k])
+            raise SystemExit(f"{out} holds a run with other options ({', '.join(changed)}); "
+                             "use another --out or delete it")
+    atomic_write_json(config_path, dataclasses.asdict(cfg))
+
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    model = build_model(cfg.model, image_size=cfg.image_size,
+                        **({"tuned_blocks": cfg.tuned_blocks} if cfg.model == "vgg16" else {}))
+    if isinstance(model, VGGNet) and cfg.vgg_weights != "random":
+        model.load_imagenet(cfg.vgg_weights)
+    model.to(device)
+
+    sets = prepare_data(cfg, out)
+    train_gender, train_age = sets["train"][1], sets["train"][2]
+    inputs = Inputs(cfg, model, sets, device)
+    female_weight = 1.0
+    if cfg.class_weight:
+        female_weight = float((train_gender == 0).sum() / max(1, (train_gender == 1).sum()))
+    optimizer, scheduler = make_optimizer(cfg, model)
+
+    history, start_epoch, best_val, stale = [], 0, math.inf, 0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, start_epoch, best_val, stale = state["history"], state["epoch"] + 1, state["best_val"], state["stale"]
+        log.info("resumed %s at epoch %d", out, start_epoch + 1)
+
+    n = len(train_gender)
+    for epoch in range(start_epoch, cfg.epochs):
+        if stale >= cfg.patience:
+            log.info("early stopping: validation loss has not improved for %d epochs", stale)
+            break
+        set_tuned_trainable(model, epoch >= cfg.head_epochs)
+        model.train()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        sums, seen, started = {}, 0, time.time()
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        for start in bar:
+            idx = order[start:start + cfg.batch_size]
+            out_batch = inputs.forward("train", idx, train=True)
+            loss, parts = multitask_loss(out_batch, train_gender[idx].to(device), train_age[idx].to(device),
+                                         gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
+                                         age_l1=cfg.age_l1, female_weight=female_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}")
+        seconds = time.time() - started
+        val, val_out = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
+        row = {"epoch": epoch + 1, **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
+               **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],
+               "images_per_s": seen / seconds, "seconds": seconds}
+        history.append(row)
+        log.info("epoch %d: train loss %.4f | val loss %.4f, gender acc %.4f, age MAE %.2f | %.0f img/s",
+                 epoch + 1, row["train_loss"], val["loss"], val["gender_acc"], val["age_mae"], row["images_per_s"])
+        if cfg.schedule == "cosine":
+            scheduler.step()
+        else:
+            scheduler.step(val["loss"])
+        if val["loss"] < best_val:
+            best_val, stale = val["loss"], 0
+            save_model_dir(model, out / "model")
+        else:
+            stale += 1
+        save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                          "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
+                                          "best_val": best_val, "stale": stale})
+        write_history(out, history)
+
+    finish(cfg, out, inputs, sets, history)
+    return out
+
+
+def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict]) -> None:
+    """Reload the best epoch, calibrate its gender probability on validation, write metrics."""
+    best = type(inputs.model).from_pretrained(out / "model").to(inputs.model.gender_temperature.device)
+    inputs.model.load_state_dict(best.state_dict())
+    val, val_out = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
+    temperature = calibrate.fit_temperature(split_output(val_out)[0], sets["val"][1])
+    inputs.model.gender_temperature.fill_(temperature)
+    save_model_dir(inputs.model, out / "model")
+    best_row = min(history, key=lambda r: r["val_loss"]) if history else {}
+    atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
+                                             "val_at_best": val, "epochs_run": len(history)})
+    log.info("best epoch %s: val gender acc %.4f, age MAE %.2f; gender temperature %.3f",
+             best_row.get("epoch"), val["gender_acc"], val["age_mae"], temperature)
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    with open(out / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    plots.learning_curves(history, out / "curves.png")
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    cfg = parse_args(argv)
+    out = train(cfg)
+    if cfg.push_to_hub:
+        from train.evaluate import evaluate_run
+        from train.push import push_run
+        evaluate_run(out)
+        push_run(out, cfg.push_to_hub)
+    print(f"done: {out}")
