@@ -71,7 +71,7 @@ class FaceDetectors:
             )
             with _quiet_stderr():
                 detector = vision.FaceDetector.create_from_options(options)
-                blank = np.zeros((64, 64, 3), np.uint8)  # warm-up: the first call logs too
+                blank = np.zeros((97, 101, 3), np.uint8)  # warm-up: the first call logs too
                 detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=blank))
             self._detectors[name] = detector
         return self._detectors[name]
@@ -119,8 +119,9 @@ class FaceDetectors:
         return merge(*found)
 
     def close(self) -> None:
-        for detector in self._detectors.values():
-            detector.close()
+        with _quiet_stderr():
+            for detector in self._detectors.values():
+                detector.close()
         self._detectors.clear()
 
 

@@ -1,0 +1,123 @@
+"""Grad-CAM for the two heads: what in the face drove the gender call and the age estimate.
+
+Targets are small callables on one output row ([gender logit | age logits]), as pytorch-grad-cam expects:
+- gender: the logit of the predicted class (+logit for female, -logit for male);
+- age: the log-probability of the predicted 80% interval, i.e. "what supports this age range".
+
+`library_cams` runs pytorch-grad-cam itself. `explain` computes the same maps faster: the library
+back-propagates all the way to the input, but Grad-CAM only needs gradients at `model.cam_layer`, which is
+the last trunk layer; `explain` cuts the graph there, so one forward pass serves the readouts and both heads'
+maps, and each head costs only a backward through pool + head. tests/test_cam.py checks the two agree.
+"""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from model.age import age_interval, expected_age
+from model.nets import split_output
+
+HEADS = ("gender", "age")
+
+
+class GenderTarget:
+    """Score for the gender head: the logit of the class that was predicted."""
+
+    def __init__(self, female: bool):
+        self.sign = 1.0 if female else -1.0
+
+    def __call__(self, row: torch.Tensor) -> torch.Tensor:
+        return self.sign * row[..., 0]
+
+
+class AgeTarget:
+    """Score for the age head: log-probability that the age lies in [low, high] years."""
+
+    def __init__(self, low: int, high: int):
+        self.low, self.high = int(low), int(high)
+
+    def __call__(self, row: torch.Tensor) -> torch.Tensor:
+        logits = row[..., 1:]
+        return torch.logsumexp(logits[..., self.low:self.high + 1], -1) - torch.logsumexp(logits, -1)
+
+
+def readouts(model, out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same readouts as `AgeGenderNet.predict`, from an output already computed (so the CAM pass can
+    reuse its forward). tests/test_cam.py checks it matches `predict`."""
+    out = out.detach()
+    gender_logit, age_logits = split_output(out)
+    low, high = age_interval(age_logits)
+    return {
+        "p_female": torch.sigmoid(gender_logit / model.gender_temperature),
+        "age": expected_age(age_logits),
+        "age_low": low,
+        "age_high": high,
+        "age_probs": age_logits.softmax(-1),
+    }
+
+
+def targets_for(head: str, predicted: dict[str, torch.Tensor]) -> list:
+    """One target per face, explaining what the model predicted for it."""
+    if head == "gender":
+        return [GenderTarget(bool(p > 0.5)) for p in predicted["p_female"]]
+    if head == "age":
+        return [AgeTarget(lo, hi) for lo, hi in zip(predicted["age_low"], predicted["age_high"])]
+    raise ValueError(f"unknown CAM head {head!r}; choose from {HEADS}")
+
+
+def _normalise(maps: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Per map: shift to 0, divide by max, resize (exactly pytorch-grad-cam's `scale_cam_image`)."""
+    result = []
+    for m in maps:
+        m = m - m.min()
+        m = m / (1e-7 + m.max())
+        result.append(cv2.resize(np.float32(m), size) if size else m)
+    return np.float32(result)
+
+
+def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings: dict | None = None
+            ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
+    """One forward pass -> (readouts as in `predict`, {head: Grad-CAM maps [N, S, S] float32 in [0, 1]}).
+    `timings`, if given, gets the ms spent in the forward pass ("model") and on the maps ("cam")."""
+    start = time.perf_counter()
+    captured = {}
+
+    def cut_here(module, inputs, output):
+        # Replace the layer's output by a leaf that requires grad: gradients stop here, and the
+        # trunk below needs no backward at all (it may even be frozen).
+        captured["act"] = output.detach().requires_grad_(True)
+        return captured["act"]
+
+    handle = model.cam_layer.register_forward_hook(cut_here)
+    try:
+        with torch.enable_grad():
+            out = model(batch)
+            predicted = readouts(model, out)
+            forward_done = time.perf_counter()
+            size = (batch.shape[-1], batch.shape[-2])
+            act = captured["act"]
+            cams = {}
+            for head in heads:
+                score = sum(t(row) for t, row in zip(targets_for(head, predicted), out))
+                (grads,) = torch.autograd.grad(score, act, retain_graph=True)
+                weights = grads.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel weight = mean gradient
+                maps = (weights * act).sum(1).clamp(min=0).detach().numpy()
+                # The library normalises once per layer and again after averaging layers: same here.
+                cams[head] = _normalise(_normalise(maps, size))
+    finally:
+        handle.remove()
+    if timings is not None:
+        timings["model"] = timings.get("model", 0.0) + (forward_done - start) * 1000
+        timings["cam"] = timings.get("cam", 0.0) + (time.perf_counter() - forward_done) * 1000
+    return predicted, cams
+
+
+def library_cams(model, batch: torch.Tensor, targets: list) -> np.ndarray:
+    """Reference maps from pytorch-grad-cam's GradCAM on `model.cam_layer`: [N, S, S] float32 in [0, 1]."""
+    from pytorch_grad_cam import GradCAM
+
+    with GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
+        return cam(input_tensor=batch, targets=targets)
