@@ -1,0 +1,216 @@
+"""Model card (the Hub repo's README.md) from a training run directory: `model_card(run_dir) -> markdown`.
+
+A pure function of the files in the run (no network), so it is tested like any other. Metadata goes through
+huggingface_hub's ModelCardData / EvalResult, which write the YAML header and the `model-index` the Hub reads.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from model.nets import HUB_KWARGS
+
+DATASET_ID = "UTKFace"
+DATASET_NAME = "UTKFace (deduplicated), test split"
+ARCH_NAMES = {"scratch": "a small CNN trained from scratch", "vgg16": "an ImageNet VGG16 conv base, fine-tuned"}
+CITATION = """@inproceedings{zhang2017age,
+  title     = {Age Progression/Regression by Conditional Adversarial Autoencoder},
+  author    = {Zhang, Zhifei and Song, Yang and Qi, Hairong},
+  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2017}
+}"""
+
+
+def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
+    """Markdown (YAML metadata + body) describing the model trained in `run_dir`."""
+    run = Path(run_dir)
+    config = json.loads((run / "model" / "config.json").read_text())
+    metrics = _read_json(run / "eval" / "metrics.json")
+    arch, size = config["arch"], config["image_size"]
+    name = repo_id.split("/")[-1] if repo_id else f"age-gender-{arch}"
+
+    data = ModelCardData(
+        library_name=HUB_KWARGS["library_name"],
+        license=HUB_KWARGS["license"],
+        tags=[*HUB_KWARGS["tags"], arch],
+        datasets=[DATASET_ID],
+        metrics=["accuracy", "f1", "mae"],
+        pipeline_tag="image-classification",
+        model_name=name,
+        eval_results=_eval_results(metrics) or None,
+    )
+    body = "\n\n".join(part for part in [
+        f"# {name}\n\nEstimates the apparent age and gender of a face crop: {ARCH_NAMES.get(arch, arch)}, "
+        f"{size}x{size} px input, one shared trunk and two heads (a gender logit calibrated by temperature "
+        "scaling; a distribution over ages 0-100 giving an estimate and an 80% interval). Part of the "
+        f"[face age & gender demo]({HUB_KWARGS['repo_url']}), which adds face detection and Grad-CAM.",
+        _usage(repo_id),
+        INTENDED_USE,
+        _training_data(run),
+        PREPROCESSING.format(size=size),
+        _training(run),
+        _evaluation(metrics),
+        _fairness(metrics),
+        LIMITATIONS,
+        FILES,
+    ] if part)
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n"))
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _eval_results(metrics: dict) -> list[EvalResult]:
+    """Test metrics in the Hub's model-index form."""
+    gender, age = metrics.get("gender", {}), metrics.get("age", {})
+    rows = [("image-classification", "Gender classification", t, n, gender.get(k)) for k, t, n in [
+        ("accuracy", "accuracy", "Gender accuracy"), ("f1_weighted", "f1", "Gender F1 (weighted)"),
+        ("ece", "ece", "Gender expected calibration error")]]
+    rows += [("age-estimation", "Age estimation", t, n, age.get(k)) for k, t, n in [
+        ("mae", "mae", "Age MAE (years)"), ("cs5", "cs5", "Age CS(5): share within 5 years")]]
+    return [EvalResult(task_type=task, task_name=task_name, dataset_type=DATASET_ID, dataset_name=DATASET_NAME,
+                       dataset_split=metrics.get("split", "test"), metric_type=metric, metric_name=metric_name,
+                       metric_value=round(float(value), 4))
+            for task, task_name, metric, metric_name, value in rows if value is not None]
+
+
+def _usage(repo_id: str | None) -> str:
+    spec = repo_id or "<user>/<name>"
+    return f"""## How to use
+
+With the demo's code (safetensors only, nothing is unpickled):
+
+```python
+from model.hub import load_model
+from model.preprocess import batch_from_faces
+
+model = load_model("{spec}")  # or "{spec}@<commit sha>" to pin a revision
+out = model.predict(batch_from_faces([face_crop], model.image_size))  # p_female, age, age_low, age_high
+```"""
+
+
+INTENDED_USE = """## Intended use
+
+A teaching and research demo of multi-task learning, calibration and explainability (Grad-CAM) on faces.
+It estimates how old a face *looks* and how a face's appearance was labelled in the training data.
+
+Out of scope: any decision about a person (access, hiring, moderation, age verification, law enforcement,
+identifying or profiling anyone), surveillance, and commercial use (the training data forbids it). Only run it
+on faces of people who agreed to it."""
+
+
+def _training_data(run: Path) -> str:
+    text = """## Training data and licence
+
+[UTKFace](https://susanqq.github.io/UTKFace/) "aligned & cropped" faces, labelled with age (0-116), a binary
+gender and one of five race categories, annotated from appearance. **The dataset is for non-commercial research
+only** and image copyrights stay with their owners; this model inherits that restriction (licence here:
+CC BY-NC 4.0). Byte-identical duplicates were removed before splitting so that no face leaks across splits;
+the exact split is in `split.csv` and the dataset report in `data_report.json`.
+
+Please cite:
+
+```bibtex
+""" + CITATION + "\n```"
+    counts = _split_counts(run / "split.csv")
+    if counts:
+        text += "\n\n| split | faces | female | male | age known |\n|---|---:|---:|---:|---:|\n" + "\n".join(
+            f"| {split} | {c['n']} | {c['female']} | {c['male']} | {c['age']} |" for split, c in counts.items())
+    return text
+
+
+def _split_counts(path: Path) -> dict[str, Counter]:
+    if not path.is_file():
+        return {}
+    counts: dict[str, Counter] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            c = counts.setdefault(row["split"], Counter())
+            c["n"] += 1
+            c["female" if row["gender"] == "1" else "male"] += 1
+            c["age"] += int(row["age"]) >= 0  # -1 = unknown
+    return counts
+
+
+PREPROCESSING = """## Preprocessing
+
+Input is an RGB face crop framed like UTKFace's aligned & cropped chips (the demo detects faces with MediaPipe
+and reproduces that framing), resized to {size}x{size} px, scaled to [0, 1] and normalised with the ImageNet mean
+and standard deviation (`model/preprocess.py`). Training adds flips, small rotations and shifts, colour jitter and
+random erasing."""
+
+
+def _training(run: Path) -> str:
+    options = _read_json(run / "train_config.json")
+    scalars = {k: v for k, v in options.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    if not scalars:
+        return ""
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(scalars.items()))
+    return ("## Training\n\nOptions of the training run (`train_config.json`; per-epoch metrics in `history.csv` "
+            "and `curves.png`):\n\n| option | value |\n|---|---|\n" + rows)
+
+
+def _evaluation(metrics: dict) -> str:
+    if not metrics:
+        return "## Evaluation\n\nThis run was not evaluated."
+    g, a = metrics.get("gender", {}), metrics.get("age", {})
+    rows = [("Gender accuracy", _pct(g.get("accuracy"))), ("Gender F1 (weighted)", _num(g.get("f1_weighted"), 3)),
+            ("Gender ECE (after temperature scaling)", _num(g.get("ece"), 3)),
+            ("Age MAE (years)", _num(a.get("mae"), 2)), ("Age CS(5)", _pct(a.get("cs5")))]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows if value != "-")
+    text = (f"## Evaluation\n\nOn the held-out {metrics.get('split', 'test')} split ({metrics.get('n', '?')} faces; "
+            f"age metrics on the {a.get('n', '?')} with a known age). Full report: `eval/report.md`, plots in "
+            f"`eval/`.\n\n| metric | value |\n|---|---:|\n{table}")
+    confusion = g.get("confusion")
+    if confusion:
+        (tn, fp), (fn, tp) = confusion
+        text += (f"\n\nGender confusion (rows: label, columns: prediction):\n\n| | male | female |\n|---|---:|---:|\n"
+                 f"| male | {tn} | {fp} |\n| female | {fn} | {tp} |")
+    return text
+
+
+def _fairness(metrics: dict) -> str:
+    """Per-group results: where the model is worse, and for whom."""
+    tables = []
+    for key, title in (("by_race", "race (as labelled in UTKFace)"), ("by_age_band", "age band")):
+        groups = metrics.get(key)
+        if groups:
+            rows = "\n".join(f"| {name} | {g.get('n', '?')} | {_pct(g.get('gender_accuracy'))} | "
+                             f"{_num(g.get('age_mae'), 2)} |" for name, g in groups.items())
+            tables.append(f"By {title}:\n\n| group | faces | gender accuracy | age MAE (years) |\n"
+                          f"|---|---:|---:|---:|\n{rows}")
+    if not tables:
+        return ""
+    return ("## Fairness\n\nTest results per group. Small groups have wide uncertainty, and differences reflect the "
+            "data (UTKFace's group sizes and appearance-based labels) as much as the model.\n\n"
+            + "\n\n".join(tables))
+
+
+LIMITATIONS = """## Limitations and risks
+
+- **Appearance does not determine gender.** The model outputs the probability that a face would be labelled
+  "female" in a dataset with only two gender labels. It knows nothing about anyone's gender identity and says
+  nothing about non-binary people.
+- **Predictions can be wrong**, sometimes confidently: age is apparent age, off by several years on average
+  and more for children and older adults; makeup, lighting, pose, occlusion and image quality all move the output.
+- **Dataset biases**: UTKFace labels were assigned from appearance, its demographics are unbalanced and its
+  race categories are coarse; errors are not spread evenly across groups (see Fairness).
+- Trained on web photos of faces; drawings, heavily edited images and non-frontal faces are out of distribution."""
+
+FILES = """## Files
+
+`config.json` + `model.safetensors` (weights, including the gender temperature), `split.csv` (the data split),
+`train_config.json`, `history.csv`, `curves.png`, `data_report.json`, and `eval/` (metrics, report, plots)."""
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"

@@ -1,0 +1,237 @@
+"""Get a ready-to-run model from wherever it is: `load_model(spec)`.
+
+The spec (argument, else $FACE_MODEL, else DEFAULT_ARCH) is resolved in this order:
+1. an existing local directory with config.json + model.safetensors (e.g. a training run's `model/`);
+2. a Hub repo id, `user/name` or `user/name@revision` (an architecture name such as "vgg16" means its
+   default repo, DEFAULT_REPOS): downloaded through the Hub cache;
+3. the same files from the Hub cache when offline (HF_HUB_OFFLINE=1) or when the Hub cannot be reached;
+4. the weights bundled in assets/models/<arch>/, verified against the `sha256` file next to them.
+
+Only connectivity moves on to the next source. A Hub that answers "no such repo / revision / file", or files
+that do not load (corrupt, truncated, another architecture) raise ModelLoadError: silently serving other
+weights than the ones asked for would be worse than failing.
+
+Weights are only ever read from safetensors (never unpickled), so a downloaded model cannot run code.
+Tokens come from the environment / `hf auth login` through huggingface_hub; nothing here reads or logs them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2  # huggingface_hub 2.4's HTTP client: its connection errors mean "Hub unreachable"
+import torch
+from huggingface_hub import HfApi, constants, hf_hub_download
+from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                    RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+from safetensors.torch import load_file, save_file
+
+from model.nets import ARCHITECTURES, AgeGenderNet, build_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ARCH = "vgg16"
+DEFAULT_REPOS = {"scratch": "face-age-gender/age-gender-scratch", "vgg16": "face-age-gender/age-gender-vgg16"}
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+MODEL_FILES = ("config.json", "model.safetensors")
+CHECKSUM_FILE = "sha256"  # `sha256sum` format: "<hex>  <file name>" per line, checkable with `sha256sum -c`
+
+ENV_MODEL = "FACE_MODEL"  # spec: local dir, repo id (optionally @revision) or architecture name
+ENV_REVISION = "FACE_MODEL_REVISION"  # branch, tag or commit sha on the Hub
+ENV_ASSETS = "FACE_MODEL_ASSETS"  # root of the bundled weights (default: <repo>/assets/models)
+
+
+class ModelLoadError(RuntimeError):
+    """No usable model: the message says why, for humans (callers need not show a traceback)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a loaded model came from; `str()` is the line logged and shown in the app."""
+
+    arch: str
+    kind: str  # "local", "hub", "hub-cache" or "bundled"
+    location: str  # directory, or repo id
+    revision: str | None = None  # commit sha for the Hub and its cache
+    note: str = ""  # why a fallback was used
+
+    def __str__(self) -> str:
+        where = {"local": "local directory", "hub": "Hub", "hub-cache": "Hub cache", "bundled": "bundled weights"}
+        at = f"{self.location}@{self.revision[:12]}" if self.revision else self.location
+        note = f"; {self.note}" if self.note else ""
+        return f"model: {self.arch} from {where[self.kind]} ({at}{note})"
+
+
+def load_model(spec: str | None = None, *, revision: str | None = None, assets_dir: str | Path | None = None,
+               cache_dir: str | Path | None = None) -> AgeGenderNet:
+    """Load a model in eval mode (float32, CPU) and set `model.source` (a ModelSource). See the module docstring.
+
+    revision (else $FACE_MODEL_REVISION) pins a Hub branch, tag or commit; `user/name@rev` in the spec wins.
+    Raises ModelLoadError when nothing usable is found.
+    """
+    spec = spec or os.environ.get(ENV_MODEL) or DEFAULT_ARCH
+    assets = Path(assets_dir or os.environ.get(ENV_ASSETS) or ASSETS_DIR)
+    if Path(spec).expanduser().is_dir():
+        model = _from_dir(Path(spec).expanduser(), ModelSource("?", "local", str(Path(spec).expanduser())))
+    else:
+        repo_id, _, pinned = spec.partition("@")
+        repo_id = DEFAULT_REPOS.get(repo_id, repo_id)
+        if repo_id.count("/") != 1 or spec.startswith((".", "/", "~")):
+            raise ModelLoadError(f"{spec!r} is not a model directory, an architecture name "
+                                 f"({', '.join(DEFAULT_REPOS)}) or a Hub repo id like user/name[@revision]")
+        model = _from_hub_or_bundle(repo_id, pinned or revision or os.environ.get(ENV_REVISION) or None,
+                                    cache_dir, assets / _bundled_arch(spec))
+    log.info("%s", model.source)
+    return model
+
+
+def _bundled_arch(spec: str) -> str:
+    """The bundled weights to fall back to: the spec's architecture, else the default one."""
+    name = spec.partition("@")[0]
+    return name if name in ARCHITECTURES else DEFAULT_ARCH
+
+
+def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: Path) -> AgeGenderNet:
+    at = f"{repo_id}@{revision}" if revision else repo_id
+    if constants.is_offline_mode():  # read at call time: HF_HUB_OFFLINE is captured when huggingface_hub loads
+        reason = "offline mode"
+    else:
+        try:
+            # One quick metadata call first: it tells "unreachable" from "no such repo/revision" without the
+            # ~20 s of retries hf_hub_download spends on a dead connection before falling back to the cache.
+            HfApi().model_info(repo_id, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
+            paths = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir) for name in MODEL_FILES]
+            return _from_dir(Path(paths[1]).parent, _hub_source(repo_id, paths[1], "hub"), paths)
+        except RevisionNotFoundError:
+            raise ModelLoadError(f"{repo_id} has no revision {revision!r} on the Hub") from None
+        except GatedRepoError:
+            raise ModelLoadError(f"{repo_id} is gated: accept its terms on the Hub and log in (hf auth login)") \
+                from None
+        except RepositoryNotFoundError:
+            raise ModelLoadError(f"no model repo {repo_id!r} on the Hub (if it is private, set HF_TOKEN or "
+                                 f"run `hf auth login`)") from None
+        except RemoteEntryNotFoundError:
+            raise ModelLoadError(f"{at} is not a model repo of this project: it needs "
+                                 f"{' and '.join(MODEL_FILES)} (safetensors weights only)") from None
+        except (httpx2.TransportError, OfflineModeIsEnabled, LocalEntryNotFoundError):
+            reason = "Hub unreachable"  # LocalEntryNotFoundError: the connection broke during the download
+        except HfHubHTTPError as e:
+            if e.response is not None and e.response.status_code < 500:
+                raise ModelLoadError(f"the Hub refused {at}: {e.response.status_code} {e.response.reason_phrase}") \
+                    from None
+            reason = "Hub unavailable"
+
+    try:
+        paths = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_files_only=True)
+                 for name in MODEL_FILES]
+        return _from_dir(Path(paths[1]).parent, _hub_source(repo_id, paths[1], "hub-cache"), paths)
+    except LocalEntryNotFoundError:
+        pass
+    if not bundle.is_dir():
+        raise ModelLoadError(f"cannot get {at} ({reason}), it is not in the Hub cache and there are no bundled "
+                             f"weights in {bundle}")
+    verify_bundle(bundle)
+    return _from_dir(bundle, ModelSource("?", "bundled", str(bundle), note=f"{reason}, {at} not cached"))
+
+
+def _hub_source(repo_id: str, cached_file: str, kind: str) -> ModelSource:
+    """Cached files live in .../snapshots/<commit sha>/: that folder name is the exact revision served."""
+    return ModelSource("?", kind, repo_id, revision=Path(cached_file).parent.name)
+
+
+def _from_dir(folder: Path, source: ModelSource, paths: list[str] | None = None) -> AgeGenderNet:
+    """Build the architecture named in config.json and load model.safetensors into it, strictly."""
+    config_path, weights_path = (Path(p) for p in paths) if paths else (folder / n for n in MODEL_FILES)
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise ModelLoadError(f"{folder} has no {path.name} (a model needs {' and '.join(MODEL_FILES)})")
+    try:
+        config = json.loads(config_path.read_text())
+        arch = config.pop("arch")
+    except (ValueError, KeyError, AttributeError, TypeError):
+        raise ModelLoadError(f"{config_path} is not a model config (JSON with an 'arch' field)") from None
+    if arch not in ARCHITECTURES:
+        raise ModelLoadError(f"{config_path} names architecture {arch!r}; this code knows {sorted(ARCHITECTURES)}")
+    try:
+        model = build_model(arch, **config)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{config_path} does not fit the {arch} architecture: {e}") from None
+    try:
+        state = load_file(weights_path)
+    except Exception as e:  # safetensors raises its own (Rust) error type on corrupt or truncated files
+        raise ModelLoadError(f"{weights_path} is corrupt or truncated ({e})") from None
+    # The bundled VGG16 may be stored in float16 to keep the repo small: run in float32 regardless.
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)  # strict: partial loads would be a silently broken model
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise ModelLoadError(f"{weights_path} does not hold {arch} weights for this config ({first})") from None
+    model.eval()
+    model.source = ModelSource(arch, source.kind, source.location, source.revision, source.note)
+    return model
+
+
+# --- bundled weights -------------------------------------------------------------------------------------------
+
+def write_bundle(model: AgeGenderNet, dest: str | Path, half: bool = False) -> Path:
+    """Write `model` as bundled weights: config.json + model.safetensors (+ float16 if `half`) + sha256."""
+    dest = Path(dest)
+    model.save_pretrained(dest)
+    (dest / "README.md").unlink(missing_ok=True)  # the mixin's generic card: the project README covers it
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in state.items()}, dest / "model.safetensors")
+    lines = [f"{_sha256(dest / name)}  {name}\n" for name in MODEL_FILES]
+    (dest / CHECKSUM_FILE).write_text("".join(lines))
+    return dest
+
+
+def verify_bundle(folder: Path) -> None:
+    """Check the bundled files against their sha256 list (catches truncated copies and Git LFS pointers)."""
+    listing = folder / CHECKSUM_FILE
+    if not listing.is_file():
+        raise ModelLoadError(f"bundled weights in {folder} have no {CHECKSUM_FILE} file to verify them against")
+    expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines() if line.strip())
+    for name in MODEL_FILES:
+        if name not in expected:
+            raise ModelLoadError(f"{listing} does not list {name}")
+        if not (folder / name).is_file() or _sha256(folder / name) != expected[name].lower():
+            raise ModelLoadError(f"bundled {folder / name} is missing, corrupt or truncated (sha256 mismatch)")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m model.hub [SPEC] [--revision REV]`: load a model and print where it came from."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("spec", nargs="?", help=f"directory, user/name[@rev] or {'/'.join(DEFAULT_REPOS)}")
+    parser.add_argument("--revision")
+    parser.add_argument("--bundle-to", metavar="DIR", help="also write the model as bundled weights to DIR")
+    parser.add_argument("--half", action="store_true", help="with --bundle-to: store weights in float16")
+    args = parser.parse_args(argv)
+    try:
+        model = load_model(args.spec, revision=args.revision)
+    except ModelLoadError as e:
+        print(f"error: {e}")
+        return 1
+    print(model.source)
+    if args.bundle_to:
+        print(f"bundled to {write_bundle(model, args.bundle_to, half=args.half)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
