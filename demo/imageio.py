@@ -23,7 +23,8 @@ class BadImageError(ValueError):
 def load_image(source) -> np.ndarray:
     """path | bytes | file object | PIL.Image | np.ndarray -> RGB uint8 array HxWx3, EXIF-rotated."""
     if isinstance(source, np.ndarray):
-        return _check_size(_array_to_rgb(source))
+        _check_size(source)  # before converting: no copies of a huge array
+        return _array_to_rgb(source)
     if isinstance(source, Image.Image):
         return _check_size(_pil_to_rgb(source))
     if isinstance(source, (str, Path)):

@@ -19,7 +19,7 @@ from model.cam import HEADS, explain
 from model.preprocess import batch_from_faces
 
 DETECTORS = ("auto", "full", "short", "both")
-TILE_ABOVE = 1000      # px, long side: bigger photos are also scanned in 2x2 tiles (crowds, collages)
+TILE_ABOVE = 700       # px, long side: bigger photos are also scanned in 2x2 tiles (crowds, collages)
 TIGHT_CROP_SHARE = 0.5  # a face found only after padding must span this share of the shorter side
 
 
