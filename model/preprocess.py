@@ -31,21 +31,6 @@ def normalize() -> v2.Transform:
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-def train_augment(image_size: int) -> v2.Transform:
-    """Augmentation on uint8 [3, S, S] tensors of size `image_size`, followed by normalisation.
-
-    Flip, small rotation (<= 10 deg), scale/translate, brightness/contrast, then random erasing on the
-    normalised tensor (erasing fills with zeros = the mean colour).
-    """
-    return v2.Compose([
-        v2.RandomHorizontalFlip(),
-        v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.92, 1.08)),
-        v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.15),
-        normalize(),
-        v2.RandomErasing(p=0.25, scale=(0.02, 0.12), value=0),
-    ])
-
-
 def batch_from_faces(faces: list, image_size: int) -> torch.Tensor:
     """A list of RGB face crops -> a normalised float batch [N, 3, S, S], as the models expect."""
     if not faces:

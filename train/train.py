@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from model.nets import VGGNet, build_model, split_output
 from model.age import expected_age
-from model.preprocess import normalize, train_augment
+from model.preprocess import normalize
 from train import calibrate, plots
+from train.augment import BatchAugment
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
 from train.data import load_records, read_split_csv, split_records, write_split_csv
 from train.features import frozen_features
@@ -143,7 +144,7 @@ class Inputs:
             self.data = {s: frozen_features(model, sets[s][0], Path(cfg.cache_dir), device=device) for s in sets}
         else:
             self.data = {s: sets[s][0] for s in sets}
-        self.augment, self.normalize = train_augment(cfg.image_size), normalize()
+        self.augment, self.normalize = BatchAugment(), normalize()
 
     def forward(self, split: str, idx: torch.Tensor, train: bool) -> torch.Tensor:
         x = self.data[split][idx]
@@ -153,7 +154,7 @@ class Inputs:
                 flip = torch.rand(len(x)) < 0.5
                 x[flip] = x[flip].flip(-1)
             return self.model.forward_tuned(x.to(self.device))
-        x = torch.stack([self.augment(im) for im in x]) if train else self.normalize(x)
+        x = self.augment(x) if train else self.normalize(x)
         return self.model(x.to(self.device))
 
 
@@ -255,7 +256,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
             seen += len(idx)
-            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}")
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
         seconds = time.time() - started
         val, val_out = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
         row = {"epoch": epoch + 1, **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
