@@ -33,6 +33,8 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     arch, size = config["arch"], config["image_size"]
     name = repo_id.split("/")[-1] if repo_id else f"age-gender-{arch}"
 
+    results = _eval_results(metrics)
+    model_index = {"model_name": name, "eval_results": results} if results else {}  # needs both, or neither
     data = ModelCardData(
         library_name=HUB_KWARGS["library_name"],
         license=HUB_KWARGS["license"],
@@ -40,8 +42,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         datasets=[DATASET_ID],
         metrics=["accuracy", "f1", "mae"],
         pipeline_tag="image-classification",
-        model_name=name,
-        eval_results=_eval_results(metrics) or None,
+        **model_index,
     )
     body = "\n\n".join(part for part in [
         f"# {name}\n\nEstimates the apparent age and gender of a face crop: {ARCH_NAMES.get(arch, arch)}, "

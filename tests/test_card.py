@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import torch
-import yaml
 from huggingface_hub import ModelCard
 
 from model.card import model_card
@@ -49,3 +48,55 @@ def make_run(root: Path, seed: int = 0) -> Path:
     for name in ("curves.png", "eval/confusion.png", "eval/reliability.png"):
         (run / name).write_bytes(png)
     return run
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_card_metadata_is_hub_model_index(tmp_path):
+    run = make_run(tmp_path)
+    before = files_in(run)
+    card = ModelCard(model_card(run, "someone/age-gender-scratch"))
+    assert files_in(run) == before  # a pure function of the run: reads only
+
+    data = card.data
+    assert (data.library_name, data.license, data.datasets) == ("pytorch", "cc-by-nc-4.0", ["UTKFace"])
+    assert {"age-estimation", "gender-classification", "scratch"} <= set(data.tags)
+    assert data.model_name == "age-gender-scratch"
+    results = {r.metric_type: (r.task_type, r.metric_value, r.dataset_split) for r in data.eval_results}
+    assert results == {"accuracy": ("image-classification", 0.875, "test"), "f1": ("image-classification", 0.8741, "test"),
+                       "ece": ("image-classification", 0.0312, "test"), "mae": ("age-estimation", 6.4321, "test"),
+                       "cs5": ("age-estimation", 0.55, "test")}
+    index = data.to_dict()["model-index"]  # the form the Hub reads
+    assert index[0]["name"] == "age-gender-scratch" and len(index[0]["results"]) == 2
+
+
+def test_card_text_covers_use_data_licence_fairness_and_limits(tmp_path):
+    text = ModelCard(model_card(make_run(tmp_path), "someone/age-gender-scratch")).text
+    for heading in ("## How to use", "## Intended use", "## Training data and licence", "## Preprocessing",
+                    "## Training", "## Evaluation", "## Fairness", "## Limitations and risks"):
+        assert heading in text
+    assert "non-commercial research" in text
+    assert "Zhang, Zhifei and Song, Yang and Qi, Hairong" in text and "CVPR" in text and "2017" in text
+    assert 'load_model("someone/age-gender-scratch")' in text
+    assert "resized to 32x32 px" in text  # preprocessing from the model's own config
+    # Split sizes from split.csv (run 7 has an unknown age), metrics and the fairness tables from metrics.json.
+    assert "| train | 30 | 15 | 15 | 29 |" in text and "| test | 10 | 5 | 5 | 10 |" in text
+    assert "| Gender accuracy | 87.5% |" in text and "| Age MAE (years) | 6.43 |" in text
+    assert "| male | 18 | 2 |" in text and "| female | 3 | 17 |" in text
+    assert "| White | 20 | 90.0% | 5.90 |" in text and "| Black | 10 | 80.0% | 7.25 |" in text
+    assert "| 0-14 | 6 | 50.0% | 3.10 |" in text
+    assert "Appearance does not determine gender" in text and "Predictions can be wrong" in text
+    assert "Dataset biases" in text
+    assert "| `lr` | `0.003` |" in text
+
+
+def test_card_without_evaluation(tmp_path):
+    run = make_run(tmp_path)
+    for path in (run / "eval").iterdir():
+        path.unlink()
+    card = ModelCard(model_card(run))
+    assert card.data.eval_results is None and "model-index" not in card.data.to_dict()
+    assert "This run was not evaluated." in card.text and "## Fairness" not in card.text
+    assert "model_name" not in card.data.to_dict()
