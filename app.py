@@ -1,0 +1,72 @@
+"""Face age & gender demo: `python app.py` serves the Gradio app on http://127.0.0.1:7860.
+
+Also the Hugging Face Spaces entry point. Options (flag, or environment variable):
+  --host  / GRADIO_SERVER_NAME   interface to listen on (default 127.0.0.1; Spaces sets 0.0.0.0)
+  --port  / GRADIO_SERVER_PORT   port (default 7860)
+  --model / FACE_APP_MODEL         model selected at start: scratch (fast) or vgg16 (more accurate)
+  --scratch-spec, --vgg16-spec   where each model comes from (bundled name, local folder or Hub repo id)
+  --share / GRADIO_SHARE=true    also open a public gradio.live link (off unless asked)
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+START = time.perf_counter()
+
+# Privacy and quiet before Gradio is imported (it reads these at import time): no analytics, and
+# uploads / generated images go to a private folder that is purged while running and removed at exit.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+TEMP_DIR = tempfile.mkdtemp(prefix="face-app-")
+os.environ["GRADIO_TEMP_DIR"] = TEMP_DIR
+atexit.register(shutil.rmtree, TEMP_DIR, ignore_errors=True)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--model", default=env("FACE_APP_MODEL", "scratch"), choices=["scratch", "vgg16"])
+    parser.add_argument("--scratch-spec", default=env("FACE_SCRATCH_SPEC"))
+    parser.add_argument("--vgg16-spec", default=env("FACE_VGG16_SPEC"))
+    parser.add_argument("--share", action="store_true", default=env("GRADIO_SHARE", "").lower() == "true")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from model.hub import load_model
+    from demo.ui import CSS, build
+    from demo.ui_models import CHOICES, ModelBank, ModelLoadError
+
+    specs = {name: spec for name, spec in (("scratch", args.scratch_spec), ("vgg16", args.vgg16_spec)) if spec}
+    bank = ModelBank(load_model, specs)
+    try:
+        bank.get(args.model)  # the default model loads before serving
+    except ModelLoadError as error:
+        sys.exit(str(error))
+
+    app = build(bank, default_model=args.model)
+    app.queue(max_size=32)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
+               footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
+               max_file_size="20mb", prevent_thread_lock=True, quiet=True)
+    print(f"Serving on http://{args.host}:{args.port} (ready in {time.perf_counter() - START:.1f} s)",
+          flush=True)
+    # The other model loads once the server is up: serving starts sooner, and switching later is instant.
+    bank.preload([name for name in CHOICES if name != args.model])
+    app.block_thread()
+
+
+if __name__ == "__main__":
+    main()

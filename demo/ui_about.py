@@ -1,0 +1,90 @@
+"""The About text: what the models are, how well they measured, where they are weak, and the caveats.
+
+Numbers come from each bundled model's eval/metrics.json (written by the training side), never from
+this file, so the page cannot drift from the models that are actually shipped.
+"""
+from __future__ import annotations
+
+from demo.ui_models import CHOICES, eval_metrics
+
+ARCHITECTURES = {
+    "scratch": "a small convolutional network trained from scratch on 64x64 faces; quick on a CPU",
+    "vgg16": "VGG16's ImageNet convolutional base with the last block fine-tuned and two small heads, "
+             "on 128x128 faces; slower, usually more accurate",
+}
+
+CAVEATS = """
+### Please read
+- **Appearance does not determine gender.** The model outputs the probability that the UTKFace annotators
+  would have labelled a face "female" or "male"; it knows nothing about how a person identifies, and the data
+  has only those two labels.
+- **Predictions can be wrong**, sometimes confidently: lighting, pose, make-up, glasses, image quality and
+  under-represented groups all move them. The age interval is the central 80% of the model's own
+  distribution, not a guarantee.
+- Do not use this demo to make decisions about people.
+
+### Data
+Trained on [UTKFace](https://susanqq.github.io/UTKFace/) (about 23,700 aligned and cropped faces, ages 1–116,
+with gender and ethnicity labels), which is licensed for **non-commercial research only**; the image
+copyrights stay with their owners. Zhang, Song, Qi, *Age Progression/Regression by Conditional Adversarial
+Autoencoder*, CVPR 2017. The models inherit the data set's biases, including its two-valued gender labels
+and its uneven coverage of ages and ethnicities.
+
+### Privacy
+Photos and webcam frames are processed in memory and not kept: uploads are deleted once read, generated
+images are purged from the server's temporary folder within about two minutes, there is no flagging, no
+analytics, and no run history.
+"""
+
+
+def _test_metrics(metrics: dict) -> dict | None:
+    """The block with overall gender/age metrics: at the top level or under a split name such as "test"."""
+    if "gender" in metrics and "age" in metrics:
+        return metrics
+    for key in ("test", "eval", "metrics"):
+        if isinstance(metrics.get(key), dict):
+            return _test_metrics(metrics[key])
+    return None
+
+
+def _weakest(groups: dict, key: str, worst) -> tuple[str, float] | None:
+    scored = [(name, g[key]) for name, g in groups.items()
+              if isinstance(g, dict) and isinstance(g.get(key), (int, float)) and g.get("n", 1) > 0]
+    return worst(scored, key=lambda item: item[1]) if scored else None
+
+
+def model_section(name: str) -> str:
+    choice = CHOICES[name]
+    lines = [f"### {choice.label}", f"{ARCHITECTURES[name].capitalize()}."]
+    metrics = eval_metrics(name)
+    block = _test_metrics(metrics) if metrics else None
+    if block is None:
+        lines.append("\n*No evaluation results are bundled with this model.*")
+        return "\n".join(lines)
+    gender, age = block["gender"], block["age"]
+    lines.append(f"\nMeasured on the held-out UTKFace test split ({block.get('n', '?')} faces): "
+                 f"gender accuracy **{gender['accuracy']:.1%}**, age mean absolute error "
+                 f"**{age['mae']:.1f} years** ({age.get('cs5', float('nan')):.0%} of faces within 5 years).")
+    weak = []
+    for table, what in (("by_race", "ethnicity group"), ("by_age_band", "age band")):
+        groups = block.get(table) or {}
+        worst_age = _weakest(groups, "age_mae", max)
+        worst_gender = _weakest(groups, "gender_accuracy", min)
+        if worst_age:
+            weak.append(f"largest age error by {what}: **{worst_age[0]}** ({worst_age[1]:.1f} years)")
+        if worst_gender:
+            weak.append(f"lowest gender accuracy by {what}: **{worst_gender[0]}** ({worst_gender[1]:.1%})")
+    if weak:
+        lines.append("\nWhere it is weakest: " + "; ".join(weak) + ".")
+    return "\n".join(lines)
+
+
+def about_markdown() -> str:
+    sections = ["## About the models",
+                "Each face is found with MediaPipe's BlazeFace detector, aligned, and read by one network with "
+                "two heads: the probability that the face would be labelled female, and a distribution over "
+                "ages 0–100 (its mean is the age shown; the interval covers the central 80%). Grad-CAM shows "
+                "which pixels pushed the chosen head's output up."]
+    sections += [model_section(name) for name in CHOICES]
+    sections.append(CAVEATS)
+    return "\n\n".join(sections)

@@ -1,0 +1,84 @@
+"""The app's models: one Pipeline per model choice, each loaded once and shared by every request.
+
+The default model loads before the server starts; the other loads in a background thread right after,
+so switching models later costs nothing and start-up stays short.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from demo.pipeline import Pipeline
+from model.hub import ModelLoadError
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = ROOT / "assets" / "models"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str  # short id, used by the API ("scratch", "vgg16")
+    label: str  # what the UI shows
+    spec: str  # what model.hub.load_model receives (bundled name, local folder or Hub repo id)
+
+
+CHOICES = {
+    "scratch": Choice("scratch", "Scratch CNN · fast", "scratch"),
+    "vgg16": Choice("vgg16", "VGG16 · more accurate", "vgg16"),
+}
+
+
+class ModelBank:
+    """Pipelines by choice name. `loader(spec) -> model` is model.hub.load_model in the app."""
+
+    def __init__(self, loader: Callable, specs: dict[str, str] | None = None, **pipeline_kwargs):
+        self._loader = loader
+        self._specs = {name: (specs or {}).get(name, c.spec) for name, c in CHOICES.items()}
+        self._pipeline_kwargs = pipeline_kwargs
+        self._pipelines: dict[str, Pipeline] = {}
+        self._errors: dict[str, str] = {}
+        self._locks = {name: threading.Lock() for name in CHOICES}
+
+    def get(self, name: str) -> Pipeline:
+        """The pipeline for `name`, loading it on first use; raises ModelLoadError with a clean message."""
+        if name not in CHOICES:
+            raise ModelLoadError(f"Unknown model {name!r}: choose one of {', '.join(CHOICES)}.")
+        with self._locks[name]:  # two first requests must not load the same model twice
+            if name not in self._pipelines:
+                if name in self._errors:  # a failed load is not retried on every frame
+                    raise ModelLoadError(self._errors[name])
+                try:
+                    model = self._loader(self._specs[name])
+                except Exception as error:  # any loader failure becomes one readable sentence
+                    log.exception("loading model %s failed", name)
+                    self._errors[name] = f"The {CHOICES[name].label} model could not be loaded: {error}"
+                    raise ModelLoadError(self._errors[name]) from None
+                self._pipelines[name] = Pipeline(model, **self._pipeline_kwargs)
+            return self._pipelines[name]
+
+    def preload(self, names) -> threading.Thread:
+        """Load `names` in a background thread (errors are kept and reported when the model is used)."""
+        def run():
+            for name in names:
+                try:
+                    self.get(name)
+                except ModelLoadError:
+                    pass
+        thread = threading.Thread(target=run, name="preload-models", daemon=True)
+        thread.start()
+        return thread
+
+
+def eval_metrics(name: str) -> dict | None:
+    """The bundled model's measured test metrics (assets/models/<name>/eval/metrics.json), if shipped."""
+    path = MODELS_DIR / name / "eval" / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,85 @@
+"""One running app for the whole test session: `python app.py` as a subprocess on a free local port.
+
+Used as a pytest plugin (`pytest_plugins = ["appserver"]`), so the API tests and the browser tests share
+one server. The models are seeded random-weight models written to a temporary folder and passed to the
+app like any local model: the tests check behaviour, not accuracy, and do not depend on training.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 90  # generous: CI machines can be busy; start-up is measured separately
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_random_models(folder: Path) -> dict[str, Path]:
+    import torch
+
+    from model.hub import write_bundle
+    from model.nets import ScratchNet, VGGNet
+
+    torch.manual_seed(0)
+    return {"scratch": write_bundle(ScratchNet(), folder / "scratch"),
+            "vgg16": write_bundle(VGGNet(), folder / "vgg16")}
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/config", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"app not serving after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def app_models(tmp_path_factory) -> dict[str, Path]:
+    return write_random_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def app_temp_dir(tmp_path_factory) -> Path:
+    """The app's TMPDIR: its private Gradio folder (uploads, generated images) is made inside."""
+    return tmp_path_factory.mktemp("app-tmp")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
+    """Base URL of the running app (torn down after the session)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(app_temp_dir)}
+    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port),
+               "--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"])]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
