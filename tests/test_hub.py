@@ -5,8 +5,8 @@ How the real huggingface_hub client is pointed at the local server:
   `huggingface_hub.constants`; conftest.py has already set HF_HUB_OFFLINE=1 and the library is loaded by then.
   The in-process tests therefore monkeypatch those constants (the code paths used here, HfApi(),
   hf_hub_download and the offline check, read them at call time), which is fast and undone after each test.
-- test_cli_end_to_end runs the two CLIs in fresh interpreters with the real environment variables, to prove
-  the documented `HF_ENDPOINT=... HF_HUB_OFFLINE=...` usage works as such.
+- test_cli_end_to_end runs `python -m train.push` in a fresh interpreter with the real environment variables,
+  to prove the documented `HF_ENDPOINT=...` usage works as such.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
 
 from hub_server import HubServer
 from model.hub import ModelLoadError, load_model, write_bundle
+from model.hub import main as hub_cli
 from model.nets import ScratchNet
 from test_card import make_run
 from train.push import push_run
@@ -239,27 +240,26 @@ def test_corrupt_bundled_weights_are_refused(bundled, monkeypatch):
         load_model("scratch", assets_dir=assets)
 
 
-def test_cli_end_to_end_with_environment_variables(tmp_path, monkeypatch):
-    """`python -m train.push`, then `python -m model.hub` offline, configured only by environment variables."""
+def test_cli_end_to_end_with_environment_variables(tmp_path, monkeypatch, capsys):
+    """`python -m train.push` in a fresh interpreter configured only by HF_* variables, then the loading CLI."""
     run = make_run(tmp_path)
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "0", "HF_TOKEN": TOKEN,
            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONPATH": str(ROOT)}
-
-    def run_cli(*args, **extra_env) -> str:
-        done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env={**env, **extra_env},
-                              capture_output=True, text=True, timeout=120)
+    with HubServer() as server:
+        done = subprocess.run([sys.executable, "-m", "train.push", "--run", str(run), "--repo-id", "cli/model"],
+                              cwd=ROOT, env={**env, "HF_ENDPOINT": server.url}, capture_output=True, text=True,
+                              timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         assert TOKEN not in done.stdout + done.stderr
-        return done.stdout
-
-    with HubServer() as server:
-        pushed = run_cli("train.push", "--run", str(run), "--repo-id", "cli/model",
-                         HF_ENDPOINT=server.url, HF_HUB_OFFLINE="0")
         sha = server.repos["cli/model"].refs["main"]
-        assert f"load it pinned with: cli/model@{sha}" in pushed
-        # Download into that HF_HOME's cache in-process: a third interpreter would cost seconds of imports.
+        assert f"load it pinned with: cli/model@{sha}" in done.stdout
+
+        # `python -m model.hub` in-process (another interpreter start would cost seconds of torch imports).
         point_client_at(monkeypatch, server.url, tmp_path / "hf-home" / "hub")
-        assert load_model("cli/model").source.revision == sha
-    # The server is gone: with HF_HUB_OFFLINE=1 the CLI loads the model from the cache.
-    assert (run_cli("model.hub", "cli/model", HF_HUB_OFFLINE="1")
-            == f"model: scratch from Hub cache (cli/model@{sha[:12]})\n")
+        assert hub_cli(["cli/model"]) == 0
+        assert capsys.readouterr().out == f"model: scratch from Hub (cli/model@{sha[:12]})\n"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert hub_cli(["cli/model"]) == 0
+    assert capsys.readouterr().out == f"model: scratch from Hub cache (cli/model@{sha[:12]})\n"
+    assert hub_cli(["nobody/missing"]) == 1
+    assert capsys.readouterr().out.startswith("error: cannot get nobody/missing (offline mode)")
