@@ -56,7 +56,10 @@ class FaceDetectors:
         self.min_suppression = min_suppression
         self._detectors: dict = {}
         self._locks = {name: threading.Lock() for name in MODEL_FILES}
-        atexit.register(self.close)  # closing at interpreter shutdown otherwise prints a traceback
+        # Close before interpreter shutdown: MediaPipe's own __del__ then prints a traceback. It must run
+        # before concurrent.futures stops its executors (MediaPipe calls C through one), hence threading's
+        # pre-shutdown hook rather than atexit, which runs after.
+        getattr(threading, "_register_atexit", atexit.register)(self.close)
 
     def _get(self, name: str):
         if name not in self._detectors:

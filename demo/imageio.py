@@ -109,6 +109,8 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 def _check_size(rgb: np.ndarray) -> np.ndarray:
+    if rgb.ndim not in (2, 3):
+        raise BadImageError(f"Expected an HxW, HxWx3 or HxWx4 image array, got shape {rgb.shape}")
     height, width = rgb.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise BadImageError(f"The image is too small ({width}x{height} px); it needs at least "

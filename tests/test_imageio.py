@@ -125,8 +125,9 @@ def test_huge_and_tiny_arrays():
         load_image(np.broadcast_to(np.zeros(1, np.uint8), (side, side)))
     with pytest.raises(BadImageError, match="too small"):
         load_image(np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(BadImageError, match="shape"):
-        load_image(np.zeros((20, 20, 2), np.uint8))
+    for shape in ((20, 20, 2), (400,), (2, 20, 20, 3)):
+        with pytest.raises(BadImageError, match="shape"):
+            load_image(np.zeros(shape, np.uint8))
     with pytest.raises(BadImageError, match="NaN"):
         load_image(np.full((20, 20), np.nan, np.float32))
 
