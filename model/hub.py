@@ -76,7 +76,9 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
     spec = spec or os.environ.get(ENV_MODEL) or DEFAULT_ARCH
     assets = Path(assets_dir or os.environ.get(ENV_ASSETS) or ASSETS_DIR)
     if Path(spec).expanduser().is_dir():
-        model = _from_dir(Path(spec).expanduser(), ModelSource("?", "local", str(Path(spec).expanduser())))
+        folder = Path(spec).expanduser()
+        model = _load(folder / MODEL_FILES[0], folder / MODEL_FILES[1])
+        model.source = ModelSource(model.arch, "local", str(folder))
     else:
         repo_id, _, pinned = spec.partition("@")
         repo_id = DEFAULT_REPOS.get(repo_id, repo_id)
@@ -104,8 +106,8 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
             # One quick metadata call first: it tells "unreachable" from "no such repo/revision" without the
             # ~20 s of retries hf_hub_download spends on a dead connection before falling back to the cache.
             HfApi().model_info(repo_id, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-            paths = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir) for name in MODEL_FILES]
-            return _from_dir(Path(paths[1]).parent, _hub_source(repo_id, paths[1], "hub"), paths)
+            files = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir) for name in MODEL_FILES]
+            return _from_hub_files(repo_id, files, "hub")
         except RevisionNotFoundError:
             raise ModelLoadError(f"{repo_id} has no revision {revision!r} on the Hub") from None
         except GatedRepoError:
@@ -126,29 +128,32 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
             reason = "Hub unavailable"
 
     try:
-        paths = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        files = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_files_only=True)
                  for name in MODEL_FILES]
-        return _from_dir(Path(paths[1]).parent, _hub_source(repo_id, paths[1], "hub-cache"), paths)
+        return _from_hub_files(repo_id, files, "hub-cache")
     except LocalEntryNotFoundError:
         pass
     if not bundle.is_dir():
         raise ModelLoadError(f"cannot get {at} ({reason}), it is not in the Hub cache and there are no bundled "
                              f"weights in {bundle}")
     verify_bundle(bundle)
-    return _from_dir(bundle, ModelSource("?", "bundled", str(bundle), note=f"{reason}, {at} not cached"))
+    model = _load(bundle / MODEL_FILES[0], bundle / MODEL_FILES[1])
+    model.source = ModelSource(model.arch, "bundled", str(bundle), note=f"{reason}, {at} not cached")
+    return model
 
 
-def _hub_source(repo_id: str, cached_file: str, kind: str) -> ModelSource:
-    """Cached files live in .../snapshots/<commit sha>/: that folder name is the exact revision served."""
-    return ModelSource("?", kind, repo_id, revision=Path(cached_file).parent.name)
+def _from_hub_files(repo_id: str, files: list[str], kind: str) -> AgeGenderNet:
+    model = _load(Path(files[0]), Path(files[1]))
+    # Cached files live in .../snapshots/<commit sha>/: that folder name is the exact revision served.
+    model.source = ModelSource(model.arch, kind, repo_id, revision=Path(files[1]).parent.name)
+    return model
 
 
-def _from_dir(folder: Path, source: ModelSource, paths: list[str] | None = None) -> AgeGenderNet:
-    """Build the architecture named in config.json and load model.safetensors into it, strictly."""
-    config_path, weights_path = (Path(p) for p in paths) if paths else (folder / n for n in MODEL_FILES)
+def _load(config_path: Path, weights_path: Path) -> AgeGenderNet:
+    """Build the architecture named in config.json and load model.safetensors into it, strictly; eval mode."""
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise ModelLoadError(f"{folder} has no {path.name} (a model needs {' and '.join(MODEL_FILES)})")
+            raise ModelLoadError(f"{path.parent} has no {path.name} (a model needs {' and '.join(MODEL_FILES)})")
     try:
         config = json.loads(config_path.read_text())
         arch = config.pop("arch")
@@ -171,9 +176,7 @@ def _from_dir(folder: Path, source: ModelSource, paths: list[str] | None = None)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise ModelLoadError(f"{weights_path} does not hold {arch} weights for this config ({first})") from None
-    model.eval()
-    model.source = ModelSource(arch, source.kind, source.location, source.revision, source.note)
-    return model
+    return model.eval()
 
 
 # --- bundled weights -------------------------------------------------------------------------------------------
