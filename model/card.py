@@ -179,10 +179,10 @@ def _fairness(metrics: dict) -> str:
     """Per-group results: where the model is worse, and for whom."""
     tables = []
     for key, title in (("by_race", "race (as labelled in UTKFace)"), ("by_age_band", "age band")):
-        groups = metrics.get(key)
-        if groups:
-            rows = "\n".join(f"| {name} | {g.get('n', '?')} | {_pct(g.get('gender_accuracy'))} | "
-                             f"{_num(g.get('age_mae'), 2)} |" for name, g in groups.items())
+        groups = metrics.get(key) or {}
+        names = sorted(groups, key=_band_start) if key == "by_age_band" else list(groups)
+        if names:
+            rows = "\n".join(_group_row(name, groups[name]) for name in names)
             tables.append(f"By {title}:\n\n| group | faces | gender accuracy | age MAE (years) |\n"
                           f"|---|---:|---:|---:|\n{rows}")
     if not tables:
@@ -207,6 +207,16 @@ FILES = """## Files
 
 `config.json` + `model.safetensors` (weights, including the gender temperature), `split.csv` (the data split),
 `train_config.json`, `history.csv`, `curves.png`, `data_report.json`, and `eval/` (metrics, report, plots)."""
+
+
+def _group_row(name: str, group: dict) -> str:
+    return f"| {name} | {group.get('n', '?')} | {_pct(group.get('gender_accuracy'))} | {_num(group.get('age_mae'), 2)} |"
+
+
+def _band_start(band: str) -> float:
+    """'3-9' -> 3, '70+' -> 70: age bands in age order, not string order ('10-19' < '3-9')."""
+    digits = band.split("-")[0].rstrip("+")
+    return float(digits) if digits.isdigit() else float("inf")
 
 
 def _pct(value) -> str:

@@ -18,8 +18,9 @@ METRICS = {
     "age": {"mae": 6.4321, "cs5": 0.55, "n": 38},
     "by_race": {"White": {"n": 20, "gender_accuracy": 0.9, "age_mae": 5.9},
                 "Black": {"n": 10, "gender_accuracy": 0.8, "age_mae": 7.25}},
-    "by_age_band": {"0-14": {"n": 6, "gender_accuracy": 0.5, "age_mae": 3.1},
-                    "15-59": {"n": 30, "gender_accuracy": 0.9667, "age_mae": 6.0}},
+    "by_age_band": {"15-59": {"n": 30, "gender_accuracy": 0.9667, "age_mae": 6.0},
+                    "60+": {"n": 2, "gender_accuracy": 1.0, "age_mae": 9.5},
+                    "3-14": {"n": 6, "gender_accuracy": 0.5, "age_mae": 3.1}},
 }
 
 
@@ -86,7 +87,9 @@ def test_card_text_covers_use_data_licence_fairness_and_limits(tmp_path):
     assert "| Gender accuracy | 87.5% |" in text and "| Age MAE (years) | 6.43 |" in text
     assert "| male | 18 | 2 |" in text and "| female | 3 | 17 |" in text
     assert "| White | 20 | 90.0% | 5.90 |" in text and "| Black | 10 | 80.0% | 7.25 |" in text
-    assert "| 0-14 | 6 | 50.0% | 3.10 |" in text
+    bands = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith(("| 3-", "| 15-", "| 60+"))]
+    assert bands == ["3-14", "15-59", "60+"]  # age order, not string order
+    assert "| 3-14 | 6 | 50.0% | 3.10 |" in text
     assert "Appearance does not determine gender" in text and "Predictions can be wrong" in text
     assert "Dataset biases" in text
     assert "| `lr` | `0.003` |" in text
