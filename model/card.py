@@ -210,7 +210,8 @@ FILES = """## Files
 
 
 def _group_row(name: str, group: dict) -> str:
-    return f"| {name} | {group.get('n', '?')} | {_pct(group.get('gender_accuracy'))} | {_num(group.get('age_mae'), 2)} |"
+    accuracy, mae = _pct(group.get("gender_accuracy")), _num(group.get("age_mae"), 2)
+    return f"| {name} | {group.get('n', '?')} | {accuracy} | {mae} |"
 
 
 def _band_start(band: str) -> float:

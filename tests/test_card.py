@@ -66,9 +66,10 @@ def test_card_metadata_is_hub_model_index(tmp_path):
     assert {"age-estimation", "gender-classification", "scratch"} <= set(data.tags)
     assert data.model_name == "age-gender-scratch"
     results = {r.metric_type: (r.task_type, r.metric_value, r.dataset_split) for r in data.eval_results}
-    assert results == {"accuracy": ("image-classification", 0.875, "test"), "f1": ("image-classification", 0.8741, "test"),
-                       "ece": ("image-classification", 0.0312, "test"), "mae": ("age-estimation", 6.4321, "test"),
-                       "cs5": ("age-estimation", 0.55, "test")}
+    assert results == {"accuracy": ("image-classification", 0.875, "test"),
+                       "f1": ("image-classification", 0.8741, "test"),
+                       "ece": ("image-classification", 0.0312, "test"),
+                       "mae": ("age-estimation", 6.4321, "test"), "cs5": ("age-estimation", 0.55, "test")}
     index = data.to_dict()["model-index"]  # the form the Hub reads
     assert index[0]["name"] == "age-gender-scratch" and len(index[0]["results"]) == 2
 
