@@ -38,6 +38,7 @@ def point_client_at(monkeypatch, endpoint: str, cache: Path, offline: bool = Fal
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(cache / "no-stored-token"))  # ignore a developer's login
 
 
 @pytest.fixture
