@@ -8,6 +8,8 @@ import torch
 from model.cam import AgeTarget, GenderTarget, explain, library_cams, readouts, targets_for
 from model.nets import ScratchNet, VGGNet
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 def faces_batch(size: int, n: int = 3) -> torch.Tensor:
     torch.manual_seed(1)
