@@ -1,0 +1,95 @@
+"""python -m demo.cli on files and folders, bad files included."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from demo import cli
+from model.nets import ScratchNet
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """An untrained scratch model saved like a training run's output (tests never need trained weights)."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    ScratchNet().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture()
+def folder(shared_dir, tmp_path):
+    """Two photos, a negative, and two broken 'images'."""
+    wild = shared_dir / "data" / "wild-faces"
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    shutil.copy(wild / "2008_001322.jpg", images / "group.jpg")  # 3 faces
+    shutil.copy(wild / "2008_001009.jpg", images / "sub" / "two.jpg")  # 2 faces
+    shutil.copy(wild / "dogs.jpg", images / "dogs.jpg")  # none
+    (images / "truncated.jpg").write_bytes((wild / "2008_001009.jpg").read_bytes()[:3000])
+    (images / "empty.png").write_bytes(b"")
+    (images / "readme.txt").write_text("not an image, and not picked up from a folder")
+    return images
+
+
+def test_folder_with_bad_files_json(folder, model_dir, capsys):
+    code = cli.main([str(folder), "--model", str(model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 1  # some files failed
+    rows = json.loads(out)
+    assert [(Path(r["file"]).name, r["face"]) for r in rows] == [
+        ("group.jpg", 0), ("group.jpg", 1), ("group.jpg", 2), ("two.jpg", 0), ("two.jpg", 1)]
+    for row in rows:
+        assert {"file", "face", "x", "y", "w", "h", "p_female", "age", "age_low", "age_high", "det_score"} <= set(row)
+        assert 0 <= row["p_female"] <= 1 and row["age_low"] <= row["age"] <= row["age_high"]
+    assert "truncated.jpg: The image file is damaged or truncated" in err
+    assert "empty.png: The file is empty" in err
+    assert "dogs.jpg: No face found" in err
+    assert "3 of 5 files processed, 2 failed" in err and "Traceback" not in err
+
+
+def test_csv_and_output_file(folder, model_dir, tmp_path, capsys):
+    out_file = tmp_path / "faces.csv"
+    code = cli.main([str(folder / "group.jpg"), "--format", "csv", "-o", str(out_file), "--model", str(model_dir)])
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
+    assert len(rows) == 3 and list(rows[0]) == cli.COLUMNS
+    assert float(rows[0]["det_score"]) >= 0.5 and int(rows[0]["w"]) > 50
+
+
+def test_no_detect_and_cam_images(folder, model_dir, tmp_path, capsys):
+    cams = tmp_path / "cams"
+    code = cli.main([str(folder / "dogs.jpg"), "--no-detect", "--cam", str(cams), "--model", str(model_dir)])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(rows) == 1 and rows[0]["det_score"] is None
+    assert sorted(p.name for p in cams.iterdir()) == [
+        "dogs.annotated.jpg", "dogs.face0.age.jpg", "dogs.face0.gender.jpg"]
+
+
+def test_missing_file_and_bad_model(model_dir, tmp_path, capsys):
+    assert cli.main([str(tmp_path / "nope.jpg"), "--model", str(model_dir)]) == 1
+    assert "nope.jpg: File not found" in capsys.readouterr().err
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    assert cli.main([str(tmp_path / "nope.jpg"), "--model", str(empty)]) == 2
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def test_as_a_program(folder, model_dir):
+    """The real command: exit code, rows on stdout, errors on stderr, no traceback."""
+    done = subprocess.run([sys.executable, "-m", "demo.cli", str(folder), "--model", str(model_dir),
+                           "--format", "csv"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert len(done.stdout.strip().splitlines()) == 1 + 5  # header + 5 faces
+    assert "truncated.jpg" in done.stderr and "Traceback" not in done.stderr
