@@ -12,7 +12,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from model.nets import HUB_KWARGS
+from model.nets import hub_kwargs
 
 DATASET_ID = "UTKFace"
 DATASET_NAME = "UTKFace (deduplicated), test split"
@@ -33,12 +33,13 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     arch, size = config["arch"], config["image_size"]
     name = repo_id.split("/")[-1] if repo_id else f"age-gender-{arch}"
 
+    hub = hub_kwargs()
     results = _eval_results(metrics)
     model_index = {"model_name": name, "eval_results": results} if results else {}  # needs both, or neither
     data = ModelCardData(
-        library_name=HUB_KWARGS["library_name"],
-        license=HUB_KWARGS["license"],
-        tags=[*HUB_KWARGS["tags"], arch],
+        library_name=hub["library_name"],
+        license=hub["license"],
+        tags=[*hub["tags"], arch],
         datasets=[DATASET_ID],
         metrics=["accuracy", "f1", "mae"],
         pipeline_tag="image-classification",
@@ -48,7 +49,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         f"# {name}\n\nEstimates the apparent age and gender of a face crop: {ARCH_NAMES.get(arch, arch)}, "
         f"{size}x{size} px input, one shared trunk and two heads (a gender logit calibrated by temperature "
         "scaling; a distribution over ages 0-100 giving an estimate and an 80% interval). Part of the "
-        f"[face age & gender demo]({HUB_KWARGS['repo_url']}), which adds face detection and Grad-CAM.",
+        f"[face age & gender demo]({hub['repo_url']}), which adds face detection and Grad-CAM.",
         _usage(repo_id),
         INTENDED_USE,
         _training_data(run),

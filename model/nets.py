@@ -15,12 +15,16 @@ from torchvision.models import vgg16
 
 from model.age import AGE_BINS, age_interval, expected_age
 
-HUB_KWARGS = dict(
-    library_name="pytorch",
-    tags=["age-estimation", "gender-classification", "face", "grad-cam", "utkface"],
-    license="cc-by-nc-4.0",  # the training data (UTKFace) is non-commercial research only
-    repo_url="https://github.com/face-age-gender/face-age-gender",
-)
+
+
+def hub_kwargs() -> dict:
+    """Model-card metadata for the Hub mixin; a fresh dict per class (the mixin extends the tag list in place)."""
+    return dict(
+        library_name="pytorch",
+        tags=["age-estimation", "gender-classification", "face", "grad-cam", "utkface"],
+        license="cc-by-nc-4.0",  # the training data (UTKFace) is non-commercial research only
+        repo_url="https://github.com/face-age-gender/face-age-gender",
+    )
 
 
 def split_output(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +89,7 @@ def conv_block(c_in: int, c_out: int, dropout: float) -> nn.Sequential:
     )
 
 
-class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **HUB_KWARGS):
+class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     """A small CNN trained from scratch: five conv blocks, global average pooling, two heads.
 
     Five narrow-to-wide blocks (16..256 channels) rather than four wide ones: measured here at 64 px,
@@ -125,7 +129,7 @@ class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **HUB_KWARGS):
 VGG_BLOCK_STARTS = (0, 5, 10, 17, 24)
 
 
-class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **HUB_KWARGS):
+class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     """ImageNet VGG16 conv base, global average pooling, two small heads.
 
     Split as `frozen` (blocks 1..5-k, never trained) and `tuned` (the last k blocks) so the frozen part's

@@ -1,6 +1,6 @@
 """Batched training augmentation: torchvision v2's recipe, vectorised over the batch.
 
-Why not `model.preprocess.train_augment` (torchvision v2, one image at a time)? On this 2-core CPU it
+Why not a torchvision v2 `Compose` applied one image at a time? On this 2-core CPU it
 costs ~3-10 ms per 64 px image, more than the scratch CNN's whole training step (~3.5 ms/image), so the
 loop would be augmentation-bound. Here every image still gets its own random parameters, but all images
 go through one `affine_grid`/`grid_sample` and a few broadcast ops: measured 0.1-0.2 ms per image.
@@ -42,7 +42,7 @@ def adjust_brightness_contrast(images: torch.Tensor, brightness: torch.Tensor, c
 
 
 class BatchAugment:
-    """uint8 [N, 3, S, S] -> augmented, normalised float batch. Same recipe as `train_augment`: flip,
+    """uint8 [N, 3, S, S] -> augmented, normalised float batch. The recipe: flip,
     rotation <= 10 deg, scale 0.92-1.08, translation <= 5%, brightness/contrast +-25%, random erasing."""
 
     def __init__(self, degrees=10.0, translate=0.05, scale=(0.92, 1.08), brightness=0.25, contrast=0.25,

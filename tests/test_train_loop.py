@@ -1,0 +1,150 @@
+"""Fast smoke tests of the training and evaluation entry points on tiny synthetic data."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from model.age import AGE_BINS
+from model.nets import ScratchNet, VGGNet, build_model
+from synthetic import make_utkface_folder
+from train import checkpoint
+from train.evaluate import evaluate_run
+from train.train import parse_args, train
+
+
+def tiny_config(tmp_path, data, **overrides):
+    args = ["--data", str(data), "--out", str(tmp_path / "run"), "--image-size", "32", "--epochs", "2",
+            "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp_path / "cache")]
+    for key, value in overrides.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    return parse_args(args)
+
+
+@pytest.fixture(scope="module")
+def utk(tmp_path_factory):
+    return make_utkface_folder(tmp_path_factory.mktemp("data"), n=240)
+
+
+def read_history(run):
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("arch, size", [("scratch", 64), ("vgg16", 128)])
+def test_forward_shapes(arch, size):
+    model = build_model(arch, image_size=size).eval()
+    out = model(torch.randn(3, 3, size, size))
+    assert out.shape == (3, 1 + AGE_BINS)
+    pred = model.predict(torch.randn(2, 3, size, size))
+    assert pred["p_female"].shape == (2,) and pred["age_probs"].shape == (2, AGE_BINS)
+    assert ((0 <= pred["p_female"]) & (pred["p_female"] <= 1)).all()
+    assert (pred["age_low"] <= pred["age"]).all() and (pred["age"] <= pred["age_high"]).all()
+
+
+def test_vgg_loads_the_local_imagenet_file(shared_dir):
+    path = shared_dir / "weights" / "vgg16_imagenet_features.safetensors"
+    model = VGGNet()
+    model.load_imagenet(str(path))
+    state = load_file(path)
+    assert torch.equal(model.frozen[0].weight, state["0.weight"])
+    assert torch.equal(model.tuned[4].weight, state["28.weight"])  # conv5_3
+    assert not any(p.requires_grad for p in model.frozen.parameters())
+
+
+def test_two_epochs_lower_the_loss_and_write_the_run(tmp_path, utk):
+    run = train(tiny_config(tmp_path, utk))
+    history = read_history(run)
+    assert len(history) == 2
+    assert float(history[1]["train_loss"]) < float(history[0]["train_loss"])
+    for name in ("model/config.json", "model/model.safetensors", "split.csv", "train_config.json",
+                 "data_report.json", "curves.png", "metrics.json", "checkpoint.pt"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.05 <= metrics["gender_temperature"] <= 20
+    # the saved model carries its calibration and reloads to the same outputs
+    model = ScratchNet.from_pretrained(run / "model").eval()
+    assert float(model.gender_temperature) == pytest.approx(metrics["gender_temperature"], rel=1e-5)
+
+
+def test_learns_the_synthetic_task(tmp_path, utk):
+    """Colour = gender on the synthetic faces: a few epochs must beat chance clearly."""
+    run = train(tiny_config(tmp_path, utk, epochs=5))
+    assert float(read_history(run)[-1]["val_gender_acc"]) >= 0.8
+
+
+def test_resume_continues_where_it_stopped(tmp_path, utk):
+    train(tiny_config(tmp_path, utk, epochs=1))
+    first = read_history(tmp_path / "run")
+    run = train(tiny_config(tmp_path, utk, epochs=2))  # same options, more epochs: resumes at epoch 2
+    history = read_history(run)
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    assert history[0] == first[0]
+
+
+def test_resume_refuses_other_options(tmp_path, utk):
+    train(tiny_config(tmp_path, utk, epochs=1))
+    with pytest.raises(SystemExit, match="other options"):
+        train(tiny_config(tmp_path, utk, epochs=2, lr=0.1))
+
+
+def test_vgg_cached_features_train_and_are_reused(tmp_path, utk):
+    config = tiny_config(tmp_path, utk, model="vgg16", vgg_weights="random", head_epochs=1)
+    run = train(config)
+    caches = list((tmp_path / "cache").glob("vgg-frozen-*.npy"))
+    assert len(caches) == 2  # train and val
+    stamps = {c: c.stat().st_mtime_ns for c in caches}
+    history = read_history(run)
+    assert len(history) == 2 and all(np.isfinite(float(r["val_loss"])) for r in history)
+    (run / "checkpoint.pt").unlink()
+    train(config, resume=False)
+    assert {c: c.stat().st_mtime_ns for c in (tmp_path / "cache").glob("vgg-frozen-*.npy")} == stamps
+
+
+def test_checkpoint_round_trip_and_atomic_save(tmp_path, monkeypatch):
+    state = {"model": ScratchNet(image_size=32).state_dict(), "epoch": 3, "history": [{"loss": 1.5}]}
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save_checkpoint(path, state)
+    loaded = checkpoint.load_checkpoint(path)
+    assert loaded["epoch"] == 3 and all(torch.equal(loaded["model"][k], v) for k, v in state["model"].items())
+
+    def killed_mid_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed_mid_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(path, {"epoch": 4})
+    assert checkpoint.load_checkpoint(path)["epoch"] == 3  # the previous checkpoint is intact
+
+
+def test_model_dir_round_trip(tmp_path):
+    model = ScratchNet(image_size=32).eval()
+    model.gender_temperature.fill_(1.7)
+    checkpoint.save_model_dir(model, tmp_path / "model")
+    checkpoint.save_model_dir(model, tmp_path / "model")  # replacing an existing dir works too
+    back = ScratchNet.from_pretrained(tmp_path / "model").eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(back(x), model(x)) and float(back.gender_temperature) == pytest.approx(1.7)
+
+
+def test_evaluate_writes_report_and_consistent_metrics(tmp_path, utk):
+    run = train(tiny_config(tmp_path, utk))
+    metrics = evaluate_run(run)
+    for name in ("metrics.json", "report.md", "predictions.csv", "confusion.png", "reliability.png",
+                 "age_scatter.png", "by_race.png", "by_age_band.png"):
+        assert (run / "eval" / name).exists(), name
+    with open(run / "eval" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == metrics["n"] == sum(1 for r in csv.DictReader(open(run / "split.csv")) if r["split"] == "test")
+    accuracy = np.mean([(float(r["p_female"]) >= 0.5) == (r["gender"] == "1") for r in rows])
+    mae = np.mean([abs(float(r["pred_age"]) - int(r["age"])) for r in rows])
+    assert metrics["gender"]["accuracy"] == pytest.approx(accuracy)
+    assert metrics["age"]["mae"] == pytest.approx(mae, abs=0.01)
+    report = (run / "eval" / "report.md").read_text()
+    assert "## Fairness" in report and f"{metrics['gender']['accuracy']:.4f}" in report
