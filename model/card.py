@@ -49,7 +49,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         f"# {name}\n\nEstimates the apparent age and gender of a face crop: {ARCH_NAMES.get(arch, arch)}, "
         f"{size}x{size} px input, one shared trunk and two heads (a gender logit calibrated by temperature "
         "scaling; a distribution over ages 0-100 giving an estimate and an 80% interval). Part of the "
-        f"[face age & gender demo]({hub['repo_url']}), which adds face detection and Grad-CAM.",
+        "face age & gender demo, which adds face detection and Grad-CAM.",
         _usage(repo_id),
         INTENDED_USE,
         _training_data(run),

@@ -23,7 +23,6 @@ def hub_kwargs() -> dict:
         library_name="pytorch",
         tags=["age-estimation", "gender-classification", "face", "grad-cam", "utkface"],
         license="cc-by-nc-4.0",  # the training data (UTKFace) is non-commercial research only
-        repo_url="https://github.com/face-age-gender/face-age-gender",
     )
 
 
