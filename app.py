@@ -14,6 +14,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 TEMP_DIR = tempfile.mkdtemp(prefix="face-app-")
 os.environ["GRADIO_TEMP_DIR"] = TEMP_DIR
 atexit.register(shutil.rmtree, TEMP_DIR, ignore_errors=True)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so `kill` also runs the clean-up above
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -58,14 +58,15 @@ def gradio_temp_dir() -> Path:
     return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
 
 
-def forget_upload(path: str | None) -> None:
+def forget_upload(path: str | None, keep: set[Path]) -> None:
     """Delete an uploaded file once it is decoded: uploads are not kept beyond the request.
 
-    Only files inside Gradio's temporary folder are touched, never the bundled examples."""
+    Only files inside Gradio's temporary folder are touched, and never those in `keep`: Gradio's copies of
+    the examples live there too (and an upload of the same picture lands on the same path)."""
     if not path:
         return
     file = Path(path).resolve()
-    if gradio_temp_dir() in file.parents:
+    if gradio_temp_dir() in file.parents and file not in keep:
         file.unlink(missing_ok=True)
 
 
@@ -107,8 +108,6 @@ def analyze(bank, pixels, model_name, min_score, cam_on, head, detect=True):
     # Both heads' maps come from one forward pass, so switching the head later only redraws.
     result = run(bank, model_name, pixels, min_score=min_score, detect=detect,
                  cam_heads=CAM_HEADS if cam_on else ())
-    if not result.faces:
-        gr.Warning("No face found. Try a larger, front-facing face or lower the detector threshold.")
     first = result.faces[0].index if result.faces else None
     picker = gr.update(choices=face_choices(result.faces), value=first, interactive=bool(result.faces))
     return (result.annotated, table_rows(result.faces), result, picker,
@@ -123,7 +122,7 @@ def cam_image(result, face_index, cam_on, head):
     return face.cam_image(head) if head in face.cams else None
 
 
-def read_upload(path):
+def read_upload(path, keep: set[Path]):
     """Decode the uploaded file into memory and delete it; a bad file becomes a clean error."""
     if not path:
         return None
@@ -132,7 +131,7 @@ def read_upload(path):
     except BadImageError as error:
         raise gr.Error(str(error), print_exception=False) from None
     finally:
-        forget_upload(path)
+        forget_upload(path, keep)
 
 
 # ---------------------------------------------------------------- webcam tab
@@ -148,9 +147,11 @@ def on_frame(bank, frame, model_name, min_score, cam_on, head, tracker):
         return gr.skip(), gr.skip(), tracker
     start = time.perf_counter()
     tracker = tracker or FaceTracker()
-    # The short-range detector is made for faces within ~2 m of a camera, and is the faster one.
-    result = run(bank, model_name, frame, min_score=min_score, detector="short",
-                 cam_heads=(head,) if cam_on else ())
+    try:  # the short-range detector is made for faces within ~2 m of a camera, and is the faster one
+        result = run(bank, model_name, frame, min_score=min_score, detector="short",
+                     cam_heads=(head,) if cam_on else ())
+    except gr.Error as error:  # said in the status line: a toast on every frame would pile up
+        return frame, f"⚠️ {error.message}", tracker
     faces = smoothed_faces(tracker, result.faces)
     shown = result.image
     if cam_on and faces:
@@ -167,8 +168,8 @@ def on_frame(bank, frame, model_name, min_score, cam_on, head, tracker):
 
 # ---------------------------------------------------------------- API
 
-def api_predict(bank, path, model_name, min_score, detect):
-    pixels = read_upload(path)
+def api_predict(bank, keep, path, model_name, min_score, detect):
+    pixels = read_upload(path, keep)
     if pixels is None:
         raise gr.Error("No image was sent.", print_exception=False)
     result = run(bank, model_name, pixels, min_score=float(min_score), detect=bool(detect))
@@ -184,7 +185,7 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
     with gr.Blocks(title="Face age & gender", analytics_enabled=False, delete_cache=(60, 60)) as app:
         gr.Markdown("# Face age & gender\nFinds faces, estimates age and the probability of a *female* label, "
                     "and shows with Grad-CAM what the network looked at. Predictions can be wrong; appearance "
-                    "does not determine gender (see **About**).")
+                    "does not determine gender (see the About tab).")
         with gr.Row(equal_height=True):
             model = gr.Radio(model_choices, value=default_model, label="Model", scale=2, elem_id="model")
             min_score = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="Detector confidence threshold",
@@ -206,7 +207,7 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                                 cache_examples=False, label="Examples (public domain)")
                 with gr.Column():
                     annotated = gr.Image(label="Faces", height=420, interactive=False, format="jpeg",
-                                         elem_id="photo-output")
+                                         buttons=["download", "fullscreen"], elem_id="photo-output")
                     status = gr.Markdown(elem_id="photo-status")
             with gr.Row():
                 table = gr.Dataframe(headers=TABLE_HEADERS, label="All faces", interactive=False, wrap=True,
@@ -215,7 +216,7 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                     face = gr.Dropdown(label="Grad-CAM for face", choices=[], interactive=True,
                                        elem_id="face-picker")
                     cam = gr.Image(label="Grad-CAM on the aligned face", height=280, interactive=False,
-                                   format="jpeg", elem_id="cam-output")
+                                   format="jpeg", buttons=["download", "fullscreen"], elem_id="cam-output")
 
         with gr.Tab("Webcam", id="webcam"):
             tracker = gr.State(None)
@@ -223,7 +224,7 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                 webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
                                   elem_id="webcam-input")
                 live = gr.Image(label="Live readout", interactive=False, format="jpeg", streaming=True,
-                                elem_id="webcam-output")
+                                buttons=["fullscreen"], elem_id="webcam-output")
             latency = gr.Markdown(elem_id="latency")
             gr.Markdown("Labels are averaged over recent frames per face, so they settle instead of "
                         "flickering. With Grad-CAM on, the map is shown for the largest face.")
@@ -241,18 +242,29 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
             api_annotated = gr.Image(label="annotated", format="jpeg")
             predict_button, annotate_button = gr.Button(), gr.Button()
 
+        keep: set[Path] = set()  # Gradio's cached example files, filled in below once all blocks exist
         photo_outputs = [annotated, table, result, face, cam, status]
         options = [model, min_score, cam_on, head, detect]
         private = dict(api_visibility="private")
 
+        # In the UI a bad file or a model that will not load is a warning toast and empty outputs (an
+        # exception would paint "Error" over every output); API callers get the exception itself.
         def on_photo(path, *opts):
-            decoded = read_upload(path)
-            return (decoded, *analyze(bank, decoded, *opts))
+            try:
+                decoded = read_upload(path, keep)
+                return (gr.skip(), decoded, *analyze(bank, decoded, *opts))
+            except gr.Error as error:
+                gr.Warning(error.message)
+                return (None, None, *analyze(bank, None, *opts))  # also clears the unusable input
 
         def on_options(decoded, *opts):
-            return analyze(bank, decoded, *opts)
+            try:
+                return analyze(bank, decoded, *opts)
+            except gr.Error as error:
+                gr.Warning(error.message)
+                return analyze(bank, None, *opts)
 
-        photo.change(on_photo, [photo, *options], [pixels, *photo_outputs], **private)
+        photo.change(on_photo, [photo, *options], [photo, pixels, *photo_outputs], **private)
         for control in (model, min_score, cam_on, detect):
             control.change(on_options, [pixels, *options], photo_outputs, **private)
         for control in (face, head):  # only the overlay changes: no need to run the model again
@@ -264,10 +276,10 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
 
         # Named parameters, so clients can call predict(image=..., model=..., min_score=..., detect=...).
         def predict(image, model, min_score, detect):
-            return api_predict(bank, image, model, min_score, detect)[1]
+            return api_predict(bank, keep, image, model, min_score, detect)[1]
 
         def annotate(image, model, min_score, detect):
-            res, faces = api_predict(bank, image, model, min_score, detect)
+            res, faces = api_predict(bank, keep, image, model, min_score, detect)
             return res.annotated, faces
 
         api_inputs = [api_image, api_model, api_min_score, api_detect]
@@ -276,4 +288,5 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                                              "interval, detector score.")
         annotate_button.click(annotate, api_inputs, [api_annotated, api_faces], api_name="annotate",
                               api_description="Like /predict, plus the annotated image.")
+    keep.update(Path(p).resolve() for block in app.blocks.values() for p in block.keep_in_cache)
     return app

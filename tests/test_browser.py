@@ -1,0 +1,153 @@
+"""The app in a real browser: Debian's headless Chromium driven by Playwright (never a downloaded browser).
+
+The webcam test feeds Chromium's fake camera with a .y4m video made here from a face photo in ../shared.
+Screenshots go to artifacts/screenshots/ (git-ignored) for a person to look at.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+pytest_plugins = ["appserver"]
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "assets" / "examples"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 30_000  # a busy 2-core CI machine runs the model and the browser side by side
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def write_y4m(photo: Path, dest: Path, size=(640, 480), frames: int = 30) -> Path:
+    """A short video in YUV4MPEG2 (I420) for --use-file-for-fake-video-capture (Chromium loops it): the photo
+    drifting a few pixels a frame, so that consecutive frames, and the app's answers, differ."""
+    bgr = cv2.imread(str(photo))
+    width, height = size
+    scale = 0.9 * min(width / bgr.shape[1], height / bgr.shape[0])
+    face = cv2.resize(bgr, (int(bgr.shape[1] * scale), int(bgr.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    with open(dest, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            canvas = np.full((height, width, 3), 128, np.uint8)
+            y = (height - face.shape[0]) // 2
+            x = (width - face.shape[1]) // 2 + (i % 10 - 5) * 2
+            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+            out.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return dest
+
+
+@pytest.fixture(scope="module")
+def browser(shared_dir, tmp_path_factory):
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: install Debian's chromium (see .ci/run)"
+    video = write_y4m(shared_dir / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg",
+                      tmp_path_factory.mktemp("camera") / "face.y4m")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url) -> Page:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(app_url)
+    page.wait_for_selector("#photo-input")
+    yield page
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def expect_face_rows(page: Page, count: int) -> None:
+    """The faces table has `count` rows (the grid counts its header row too)."""
+    expect(page.locator("#faces-table [role=grid]")).to_have_attribute("aria-rowcount", str(count + 1))
+
+
+def upload(page: Page, path: Path | None = None, *, name: str = "", data: bytes = b"") -> None:
+    files = str(path) if path else {"name": name, "mimeType": "image/jpeg", "buffer": data}
+    page.locator("#photo-input input[type=file]").set_input_files(files)
+
+
+def test_photo_upload_shows_annotated_image_and_table(page):
+    upload(page, EXAMPLES / "three_portraits.jpg")
+    expect(page.locator("#photo-output img")).to_be_visible()
+    expect(page.locator("#photo-status")).to_contain_text("3 faces")
+    expect_face_rows(page, 3)
+    table = page.locator("#faces-table")
+    for text in ("#1", "#3", "P(female)", "detector score"):
+        expect(table).to_contain_text(text)
+    expect(table).to_contain_text(re.compile(r"\d+–\d+ y"))  # age interval
+    expect(page.locator("#cam-output img")).to_be_visible()
+    # The upload is deleted on the server once read; the photo must still show in the input.
+    expect(page.locator("#photo-input img")).to_be_visible()
+    screenshot(page, "photo")
+
+
+def test_switch_model_and_cam_head(page):
+    upload(page, EXAMPLES / "astronaut.jpg")
+    expect(page.locator("#photo-status")).to_contain_text("Scratch CNN")
+    cam = page.locator("#cam-output img")
+    expect(cam).to_be_visible()
+    gender_cam = cam.get_attribute("src")
+
+    page.locator("#model").get_by_text("VGG16").click()
+    expect(page.locator("#photo-status")).to_contain_text("VGG16")
+    expect_face_rows(page, 1)
+
+    page.locator("#cam-head").get_by_text("Age head").click()
+    expect(cam).not_to_have_attribute("src", gender_cam)
+    screenshot(page, "photo-vgg16-age-cam")
+
+    page.locator("#cam-on").get_by_text("Grad-CAM").click()  # CAM off: the overlay goes away
+    expect(page.locator("#cam-output img")).to_have_count(0)
+
+
+def test_bad_file_shows_a_clean_message(page):
+    upload(page, name="holiday.jpg", data=b"this is not a picture")
+    toast = page.get_by_text("This file is not an image")
+    expect(toast).to_be_visible()
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    screenshot(page, "bad-file")
+    upload(page, EXAMPLES / "grace_hopper.jpg")  # and the app keeps working
+    expect_face_rows(page, 1)
+
+
+def test_no_face_says_so(page):
+    upload(page, EXAMPLES / "rocket.jpg")
+    expect(page.locator("#photo-status")).to_contain_text("0 faces")
+    expect(page.locator("#photo-status")).to_contain_text("No face found")
+
+
+def test_webcam_streams_annotated_frames(page):
+    page.get_by_role("tab", name="Webcam").click()
+    page.locator("#webcam-input").get_by_text("Click to Access Webcam").click()
+    page.get_by_role("button", name="capture photo").click()  # the Record button starts streaming
+    expect(page.locator("#webcam-output img")).to_be_visible()
+    latency = page.locator("#latency")
+    expect(latency).to_contain_text(re.compile(r"\d+ ms per frame"))
+    expect(latency).to_contain_text("1 face")
+    first = page.locator("#webcam-output img").get_attribute("src")
+    expect(page.locator("#webcam-output img")).not_to_have_attribute("src", first)  # frames keep coming
+    screenshot(page, "webcam")
+    page.get_by_role("button", name="capture photo").click()  # Stop
+
+
+def test_about_states_data_licence_and_caveats(page):
+    page.get_by_role("tab", name="About").click()
+    expect(page.get_by_text("Appearance does not determine gender.", exact=True)).to_be_visible()
+    expect(page.get_by_text("non-commercial research only")).to_be_visible()
+    screenshot(page, "about")
