@@ -4,7 +4,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from pytorch_grad_cam.utils.image import show_cam_on_image
 
 FEMALE, MALE, UNSURE = (230, 90, 150), (40, 140, 230), (200, 200, 200)
 
@@ -38,6 +37,7 @@ def annotate(rgb: np.ndarray, boxes: list, labels: list[str], colors: list) -> n
 
 def face_overlay(crop: np.ndarray, cam: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
     """A face crop with its CAM map (any resolution) blended in, via pytorch-grad-cam's own helper."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image  # imported late: the package takes seconds to load
     mask = cv2.resize(cam, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
     return show_cam_on_image(crop.astype(np.float32) / 255, mask, use_rgb=True, image_weight=image_weight)
 
