@@ -86,7 +86,8 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
             raise ModelLoadError(f"{spec!r} is not a model directory, an architecture name "
                                  f"({', '.join(DEFAULT_REPOS)}) or a Hub repo id like user/name[@revision]")
         model = _from_hub_or_bundle(repo_id, pinned or revision or os.environ.get(ENV_REVISION) or None,
-                                    cache_dir, assets / _bundled_arch(spec))
+                                    cache_dir, assets / _bundled_arch(spec),
+                                    default_repo=spec.partition("@")[0] in DEFAULT_REPOS)
     log.info("%s", model.source)
     return model
 
@@ -97,7 +98,10 @@ def _bundled_arch(spec: str) -> str:
     return name if name in ARCHITECTURES else DEFAULT_ARCH
 
 
-def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: Path) -> AgeGenderNet:
+def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: Path,
+                        default_repo: bool = False) -> AgeGenderNet:
+    """`default_repo`: the spec was an architecture name. Its project repo not existing (yet) on the Hub you
+    reach (a mirror, a fork) is then like the Hub being unreachable: fall back, saying so."""
     at = f"{repo_id}@{revision}" if revision else repo_id
     if constants.is_offline_mode():  # read at call time: HF_HUB_OFFLINE is captured when huggingface_hub loads
         reason = "offline mode"
@@ -114,8 +118,11 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
             raise ModelLoadError(f"{repo_id} is gated: accept its terms on the Hub and log in (hf auth login)") \
                 from None
         except RepositoryNotFoundError:
-            raise ModelLoadError(f"no model repo {repo_id!r} on the Hub (if it is private, set HF_TOKEN or "
-                                 f"run `hf auth login`)") from None
+            if default_repo:
+                reason = "not published on this Hub"
+            else:
+                raise ModelLoadError(f"no model repo {repo_id!r} on the Hub (if it is private, set HF_TOKEN or "
+                                     f"run `hf auth login`)") from None
         except RemoteEntryNotFoundError:
             raise ModelLoadError(f"{at} is not a model repo of this project: it needs "
                                  f"{' and '.join(MODEL_FILES)} (safetensors weights only)") from None

@@ -229,6 +229,16 @@ def test_bundled_weights_when_the_hub_is_unreachable(bundled, tmp_path, monkeypa
     assert load_model("scratch", assets_dir=assets).source.kind == "bundled"
 
 
+def test_unpublished_default_repo_falls_back_to_the_bundle(hub, bundled):
+    """An architecture name on a Hub that answers but has no project repo (a mirror, before publishing):
+    the app must still start on its bundled weights, and say why."""
+    assets, _ = bundled
+    model = load_model("scratch", assets_dir=assets)
+    assert model.source.kind == "bundled" and "not published on this Hub" in str(model.source)
+    with pytest.raises(ModelLoadError, match="no model repo 'someone/missing'"):
+        load_model("someone/missing", assets_dir=assets)  # an explicit repo id never falls back silently
+
+
 def test_corrupt_bundled_weights_are_refused(bundled, monkeypatch):
     assets, _ = bundled
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
