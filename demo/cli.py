@@ -2,6 +2,7 @@
 
     python -m demo.cli IMAGE_OR_DIR... [--model scratch|vgg16|<hub id or dir>] [--format json|csv]
                        [--no-detect] [--detector auto|full|short|both] [--cam OUT_DIR] [--output FILE]
+                       [--min-score 0.5] [--threads N]
 
 Rows go to stdout (or --output); problems and notes go to stderr. A file that cannot be read is reported
 and skipped, the others go on. Exit code: 0 all files processed, 1 some file failed, 2 bad arguments/model.
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-score", type=float, default=0.5, help="detector confidence threshold")
     parser.add_argument("--cam", type=Path, metavar="OUT_DIR", help="write Grad-CAM images (gender, age) here")
     parser.add_argument("--output", "-o", type=Path, help="write rows here instead of stdout")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is often faster on a busy 2-core machine)")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
 
     files, any_folder = collect(args.inputs)
     if not files:

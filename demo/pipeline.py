@@ -79,7 +79,14 @@ class Result:
 class Pipeline:
     def __init__(self, model, *, detector: str = "auto", min_score: float = 0.5, max_side: int = 1280,
                  max_faces: int = 50):
-        """`model`: an AgeGenderNet, or a spec for `model.hub.load_model` ("scratch", "vgg16", dir, hub id)."""
+        """`model`: an AgeGenderNet, or a spec for `model.hub.load_model` ("scratch", "vgg16", dir, hub id).
+
+        detector: "auto" = full-range model (2x2 tiles too above TILE_ABOVE px), and if that finds nothing, a
+        padded short-range pass for tight face crops; "full" = the same without the crop fallback; "short" =
+        the short-range model only (faster, for webcam frames with a face near the camera); "both" = merged.
+        min_score: detector confidence threshold. max_side: images are downscaled to this for detection
+        (faces are always cut from the original). max_faces: more are cut to the most confident, with a note.
+        """
         if model is None or isinstance(model, str):
             from model.hub import load_model
             model = load_model(model)
@@ -115,7 +122,7 @@ class Pipeline:
             predicted, cams = self._predict(crops, cam_heads, timings)
         faces = []
         for i, (d, crop, matrix) in enumerate(zip(detections, crops, matrices)):
-            box = (0, 0, rgb.shape[1], rgb.shape[0]) if d is None else tuple(int(round(v)) for v in d.box)
+            box = (0, 0, rgb.shape[1], rgb.shape[0]) if d is None else _clip(d.box, rgb.shape)
             faces.append(Face(
                 index=i, box=box, p_female=float(predicted["p_female"][i]), age=float(predicted["age"][i]),
                 age_low=float(predicted["age_low"][i]), age_high=float(predicted["age_high"][i]),
@@ -178,6 +185,13 @@ class Pipeline:
             with _timed(timings, "model"):
                 return self.model.predict(batch), {}
         return explain(self.model, batch, tuple(cam_heads), timings=timings)
+
+
+def _clip(box, shape) -> tuple[int, int, int, int]:
+    """Detector boxes can stick out of the image (a face cut by the edge): keep the part inside."""
+    x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
+    x1, y1 = min(shape[1], round(box[0] + box[2])), min(shape[0], round(box[1] + box[3]))
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
 
 
 @contextmanager
