@@ -38,19 +38,22 @@ CSS = """
 """
 
 
-class PhotoInput(gr.Image):
-    """gr.Image that hands the handler the uploaded file's path without opening it.
+def photo_input(**kwargs) -> gr.Image:
+    """A gr.Image whose handler gets the uploaded file's path without it being opened first.
 
     Stock gr.Image opens uploads with PIL before the handler runs, so a broken file fails with Gradio's
     generic error and is never deleted. Here demo.imageio decides, with its user-facing messages."""
+    image = gr.Image(type="filepath", **kwargs)
+    stock = image.preprocess
 
-    def get_block_name(self) -> str:
-        return "image"  # same front-end component as gr.Image
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or payload.path is None:  # webcam snapshots arrive inline (data: URLs)
-            return super().preprocess(payload)
+            return stock(payload)
         return str(payload.path)
+
+    # Set on the instance: a gr.Image subclass would make Gradio write a .pyi stub next to this module.
+    image.preprocess = preprocess
+    return image
 
 
 def gradio_temp_dir() -> Path:
@@ -199,8 +202,8 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
             result = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    photo = PhotoInput(type="filepath", sources=["upload", "clipboard"], label="Photo",
-                                     height=420, elem_id="photo-input")
+                    photo = photo_input(sources=["upload", "clipboard"], label="Photo", height=420,
+                                        elem_id="photo-input")
                     detect = gr.Checkbox(value=True, label="Find faces (turn off for a photo that is "
                                          "already a tight face crop)")
                     gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("*.jpg"))], inputs=photo,
@@ -230,11 +233,11 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                         "flickering. With Grad-CAM on, the map is shown for the largest face.")
 
         with gr.Tab("About", id="about"):
-            gr.Markdown(about_markdown())
+            gr.Markdown(about_markdown(bank))
 
         # API-only endpoints: plain inputs, per-face JSON out (the UI's own events are private).
         with gr.Column(visible=False):
-            api_image = PhotoInput(type="filepath", label="image")
+            api_image = photo_input(label="image")
             api_model = gr.Dropdown([c.name for c in CHOICES.values()], value=default_model, label="model")
             api_min_score = gr.Number(0.5, label="min_score")
             api_detect = gr.Checkbox(True, label="detect")

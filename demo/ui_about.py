@@ -5,12 +5,14 @@ this file, so the page cannot drift from the models that are actually shipped.
 """
 from __future__ import annotations
 
-from demo.ui_models import CHOICES, eval_metrics
+import math
+
+from demo.ui_models import CHOICES, ModelBank
 
 ARCHITECTURES = {
-    "scratch": "a small convolutional network trained from scratch on 64x64 faces; quick on a CPU",
-    "vgg16": "VGG16's ImageNet convolutional base with the last block fine-tuned and two small heads, "
-             "on 128x128 faces; slower, usually more accurate",
+    "scratch": "A small convolutional network trained from scratch on UTKFace: quick on a CPU.",
+    "vgg16": "VGG16's ImageNet-pretrained convolutional base, fine-tuned on UTKFace with two small heads: "
+             "slower, usually more accurate.",
 }
 
 CAVEATS = """
@@ -47,44 +49,49 @@ def _test_metrics(metrics: dict) -> dict | None:
     return None
 
 
+MIN_GROUP = 30  # smaller groups' numbers are mostly noise: not named as weak spots
+
+
 def _weakest(groups: dict, key: str, worst) -> tuple[str, float] | None:
     scored = [(name, g[key]) for name, g in groups.items()
-              if isinstance(g, dict) and isinstance(g.get(key), (int, float)) and g.get("n", 1) > 0]
+              if isinstance(g, dict) and isinstance(g.get(key), (int, float)) and math.isfinite(g[key])
+              and g.get("n", 0) >= MIN_GROUP]
     return worst(scored, key=lambda item: item[1]) if scored else None
 
 
-def model_section(name: str) -> str:
+def model_section(name: str, metrics: dict | None) -> str:
     choice = CHOICES[name]
-    lines = [f"### {choice.label}", f"{ARCHITECTURES[name].capitalize()}."]
-    metrics = eval_metrics(name)
+    lines = [f"### {choice.label}", ARCHITECTURES[name]]
     block = _test_metrics(metrics) if metrics else None
     if block is None:
         lines.append("\n*No evaluation results are bundled with this model.*")
         return "\n".join(lines)
     gender, age = block["gender"], block["age"]
-    lines.append(f"\nMeasured on the held-out UTKFace test split ({block.get('n', '?')} faces): "
-                 f"gender accuracy **{gender['accuracy']:.1%}**, age mean absolute error "
+    lines.append(f"\nMeasured on the held-out UTKFace {block.get('split', 'test')} split ({block.get('n', '?')} "
+                 f"faces): gender accuracy **{gender['accuracy']:.1%}**, age mean absolute error "
                  f"**{age['mae']:.1f} years** ({age.get('cs5', float('nan')):.0%} of faces within 5 years).")
+    if isinstance(age.get("interval_coverage"), float) and math.isfinite(age["interval_coverage"]):
+        lines.append(f"The 80% age interval contained the true age for {age['interval_coverage']:.0%} of them.")
     weak = []
     for table, what in (("by_race", "ethnicity group"), ("by_age_band", "age band")):
         groups = block.get(table) or {}
         worst_age = _weakest(groups, "age_mae", max)
         worst_gender = _weakest(groups, "gender_accuracy", min)
         if worst_age:
-            weak.append(f"largest age error by {what}: **{worst_age[0]}** ({worst_age[1]:.1f} years)")
+            weak.append(f"- largest age error by {what}: **{worst_age[0]}** ({worst_age[1]:.1f} years)")
         if worst_gender:
-            weak.append(f"lowest gender accuracy by {what}: **{worst_gender[0]}** ({worst_gender[1]:.1%})")
+            weak.append(f"- lowest gender accuracy by {what}: **{worst_gender[0]}** ({worst_gender[1]:.1%})")
     if weak:
-        lines.append("\nWhere it is weakest: " + "; ".join(weak) + ".")
+        lines += [f"\nWhere it is weakest (groups of at least {MIN_GROUP} test faces):", *weak]
     return "\n".join(lines)
 
 
-def about_markdown() -> str:
+def about_markdown(bank: ModelBank) -> str:
     sections = ["## About the models",
                 "Each face is found with MediaPipe's BlazeFace detector, aligned, and read by one network with "
                 "two heads: the probability that the face would be labelled female, and a distribution over "
                 "ages 0–100 (its mean is the age shown; the interval covers the central 80%). Grad-CAM shows "
                 "which pixels pushed the chosen head's output up."]
-    sections += [model_section(name) for name in CHOICES]
+    sections += [model_section(name, bank.metrics(name)) for name in CHOICES]
     sections.append(CAVEATS)
     return "\n\n".join(sections)

@@ -75,10 +75,13 @@ class ModelBank:
         return thread
 
 
-def eval_metrics(name: str) -> dict | None:
-    """The bundled model's measured test metrics (assets/models/<name>/eval/metrics.json), if shipped."""
-    path = MODELS_DIR / name / "eval" / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+    def metrics(self, name: str) -> dict | None:
+        """Measured test metrics for a model: eval/metrics.json beside the weights (a local model folder, or
+        the bundled assets/models/<name>/), as written by train/evaluate.py. None if not shipped."""
+        folders = [Path(self._specs[name]), MODELS_DIR / name]
+        for path in (folder / "eval" / "metrics.json" for folder in folders):
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
         return None

@@ -6,6 +6,7 @@ app like any local model: the tests check behaviour, not accuracy, and do not de
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,14 +28,25 @@ def free_port() -> int:
 
 
 def write_random_models(folder: Path) -> dict[str, Path]:
+    """Seeded random-weight models; the scratch one also gets an eval/metrics.json (of random predictions,
+    in train/evaluate.py's format) so the About tab's numbers are exercised."""
+    import numpy as np
     import torch
 
     from model.hub import write_bundle
     from model.nets import ScratchNet, VGGNet
+    from train.metrics import all_metrics
 
     torch.manual_seed(0)
-    return {"scratch": write_bundle(ScratchNet(), folder / "scratch"),
-            "vgg16": write_bundle(VGGNet(), folder / "vgg16")}
+    models = {"scratch": write_bundle(ScratchNet(), folder / "scratch"),
+              "vgg16": write_bundle(VGGNet(), folder / "vgg16")}
+    rng = np.random.default_rng(0)
+    n = 400
+    metrics = all_metrics(rng.random(n), rng.integers(0, 2, n), rng.uniform(1, 90, n), rng.integers(1, 90, n),
+                          rng.integers(0, 5, n)) | {"split": "test"}
+    (models["scratch"] / "eval").mkdir()
+    (models["scratch"] / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    return models
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:

@@ -150,4 +150,8 @@ def test_about_states_data_licence_and_caveats(page):
     page.get_by_role("tab", name="About").click()
     expect(page.get_by_text("Appearance does not determine gender.", exact=True)).to_be_visible()
     expect(page.get_by_text("non-commercial research only")).to_be_visible()
+    # Numbers come from the model's eval/metrics.json (tests/appserver.py writes one for the scratch model).
+    expect(page.get_by_text(re.compile(r"gender accuracy \d+\.\d%"))).to_have_count(1)
+    expect(page.get_by_text("Where it is weakest")).to_be_visible()
+    expect(page.get_by_text("No evaluation results are bundled with this model.")).to_be_visible()  # vgg16
     screenshot(page, "about")
