@@ -97,6 +97,13 @@ class Pipeline:
         self.detectors = FaceDetectors()
         self._lock = threading.Lock()  # Grad-CAM hooks the model: one image at a time
 
+    def warm_up(self) -> None:
+        """Load both detectors and run the model once, e.g. at app start, so the first user does not wait."""
+        blank = np.full((256, 256, 3), 128, np.uint8)
+        for name in ("short", "full"):
+            self.detectors.detect(blank, name)
+        self(blank, detect=False, cam_heads=HEADS)
+
     def __call__(self, image, *, detect: bool = True, cam_heads: tuple[str, ...] = (), min_score: float | None = None,
                  detector: str | None = None) -> Result:
         """Anything `load_image` accepts -> Result. Raises BadImageError (a user message) for unusable input."""

@@ -128,3 +128,17 @@ def test_bad_input_raises_bad_image_error(pipeline, tmp_path):
         pipeline(broken)
     with pytest.raises(BadImageError, match="too small"):
         pipeline(np.zeros((10, 10, 3), np.uint8))
+
+
+def test_bench_frames_hold_the_faces_they_claim(pipeline, wild):
+    """demo.bench times '1 face' and '10 faces': check the detector really finds that many (not timed here)."""
+    from demo.bench import frames
+
+    built = frames(wild / "Tom_Cruise_avp_2014_4.jpg")
+    assert len(pipeline(built["1 face"]).faces) == 1
+    assert pipeline(built["1 face"]).image.shape == (480, 640, 3)
+    assert len(pipeline(built["10 faces"]).faces) == 10
+
+
+def test_warm_up(pipeline):
+    pipeline.warm_up()  # loads both detectors, runs model and CAM once; no exception, no output
