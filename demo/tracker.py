@@ -8,21 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from demo.detect import iou
+
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 SMOOTHED = ("p_female", "age", "age_low", "age_high")
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes; 0 when they do not touch."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = min(ax + aw, bx + bw) - max(ax, bx)
-    ih = min(ay + ah, by + bh) - max(ay, by)
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter)
 
 
 @dataclass

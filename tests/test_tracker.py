@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from demo.tracker import FaceTracker, iou
+from demo.detect import iou  # the tracker matches faces with the detector's IoU
+from demo.tracker import FaceTracker
 
 
 def readout(p_female: float, age: float) -> dict[str, float]:
