@@ -190,7 +190,7 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                     "and shows with Grad-CAM what the network looked at. Predictions can be wrong; appearance "
                     "does not determine gender (see the About tab).")
         with gr.Row(equal_height=True):
-            model = gr.Radio(model_choices, value=default_model, label="Model", scale=2, elem_id="model")
+            model = gr.Radio(model_choices, value=default_model, label="Model", scale=3, elem_id="model")
             min_score = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="Detector confidence threshold",
                                   scale=2)
             cam_on = gr.Checkbox(value=True, label="Grad-CAM", scale=1, elem_id="cam-on")

@@ -68,6 +68,8 @@ def page(browser, app_url) -> Page:
 
 
 def screenshot(page: Page, name: str) -> None:
+    """Full-page PNG once every image on the page has finished loading (so none is caught half-drawn)."""
+    page.wait_for_function("() => [...document.images].every(i => !i.src || (i.complete && i.naturalWidth))")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
