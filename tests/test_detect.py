@@ -1,39 +1,14 @@
 """Face detection on real photos, scored against the hand-annotated boxes in ../shared/data/wild-faces."""
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import numpy as np
 import pytest
 
 from demo.detect import FaceDetectors, iou, merge
+from demo.detect_eval import evaluate
 from demo.imageio import load_image
 from demo.pipeline import Pipeline
 from model.nets import ScratchNet
-
-IOU_MATCH = 0.5  # matched boxes have IoU 0.61..0.9 (MediaPipe frames a little wider than dlib's annotators)
-
-
-def annotated_faces(wild) -> dict[str, list[tuple[float, ...]]]:
-    """file -> boxes (x, y, w, h) from dlib's training.xml / testing.xml (43 faces in 9 photos)."""
-    truth = {}
-    for name in ("training.xml", "testing.xml"):
-        for image in ET.parse(wild / name).getroot().iter("image"):
-            truth[image.get("file")] = [tuple(float(b.get(k)) for k in ("left", "top", "width", "height"))
-                                        for b in image.iter("box")]
-    return truth
-
-
-def score(found, truth) -> tuple[int, int]:
-    """Greedy IoU matching -> (true positives, false positives)."""
-    used = set()
-    for t in truth:
-        candidates = [(iou(t, d.box), i) for i, d in enumerate(found) if i not in used]
-        best = max(candidates, default=(0.0, None))
-        if best[0] >= IOU_MATCH:
-            used.add(best[1])
-    return len(used), len(found) - len(used)
-
 
 @pytest.fixture(scope="module")
 def wild(shared_dir):
@@ -48,12 +23,7 @@ def detectors():
 
 
 def recall_and_false_positives(wild, detect):
-    tp = fp = total = 0
-    for name, truth in annotated_faces(wild).items():
-        found = detect(load_image(wild / name))
-        t, f = score(found, truth)
-        tp, fp, total = tp + t, fp + f, total + len(truth)
-    return tp, fp, total
+    return evaluate(wild, detect)
 
 
 def test_full_range_finds_the_annotated_faces(wild, detectors):
