@@ -56,7 +56,8 @@ class ModelBank:
                 try:
                     model = self._loader(self._specs[name])
                 except Exception as error:  # any loader failure becomes one readable sentence
-                    log.exception("loading model %s failed", name)
+                    if not isinstance(error, ModelLoadError):  # unexpected: keep the traceback in the log
+                        log.exception("loading model %s failed", name)
                     self._errors[name] = f"The {CHOICES[name].label} model could not be loaded: {error}"
                     raise ModelLoadError(self._errors[name]) from None
                 self._pipelines[name] = Pipeline(model, **self._pipeline_kwargs)

@@ -91,3 +91,24 @@ def test_uploads_are_deleted_once_read(client, app_temp_dir, tmp_path):
     assert [p for p in app_temp_dir.rglob("my_selfie.jpg")] == []
     # ... but Gradio's copies of the examples stay, or clicking an example would break.
     assert len([p for p in app_temp_dir.rglob("*.jpg") if (EXAMPLES / p.name).is_file()]) == 4
+
+
+def test_model_load_failure_is_one_clean_sentence_and_not_retried_per_request():
+    import gradio as gr
+
+    from demo.ui import run
+    from demo.ui_models import ModelBank, ModelLoadError
+
+    calls = []
+
+    def broken_loader(spec):
+        calls.append(spec)
+        raise ModelLoadError(f"{spec}/model.safetensors is corrupt or truncated")
+
+    bank = ModelBank(broken_loader, {"vgg16": "/models/vgg16"})
+    for _ in range(2):
+        with pytest.raises(gr.Error) as error:
+            run(bank, "vgg16", EXAMPLES / "astronaut.jpg")
+        assert error.value.message == ("The VGG16 · more accurate model could not be loaded: "
+                                       "/models/vgg16/model.safetensors is corrupt or truncated")
+    assert calls == ["/models/vgg16"]
