@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from demo import align, render
-from demo.detect import Detection, FaceDetectors
+from demo.detect import Detection, FaceDetectors, merge
 from demo.imageio import load_image
 from model.cam import HEADS, explain
 from model.preprocess import batch_from_faces
@@ -125,8 +125,9 @@ class Pipeline:
             matrices = [align.whole_image_matrix(rgb.shape) if d is None else align.alignment_matrix(d.keypoints)
                         for d in detections]
             crops = [align.warp(rgb, m) for m in matrices]
+            batch = batch_from_faces(crops, self.model.image_size).to(next(self.model.parameters()).device)
         with self._lock:
-            predicted, cams = self._predict(crops, cam_heads, timings)
+            predicted, cams = self._predict(batch, cam_heads, timings)
         faces = []
         for i, (d, crop, matrix) in enumerate(zip(detections, crops, matrices)):
             box = (0, 0, rgb.shape[1], rgb.shape[0]) if d is None else _clip(d.box, rgb.shape)
@@ -158,15 +159,14 @@ class Pipeline:
         return sorted(found, key=lambda d: (d.box[0], d.box[1]))
 
     def _detect(self, rgb, detector: str, min_score: float) -> list[Detection]:
-        full = (self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect)
         if detector == "short":
             return self.detectors.detect(rgb, "short", min_score, self.max_side)
+        full = self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect
         if detector == "both":
-            from demo.detect import merge
             return merge(full(rgb, "full", min_score, self.max_side),
                          self.detectors.detect(rgb, "short", min_score, self.max_side))
         # "auto" and "full": the full-range model found 42 of the 43 faces in the annotated test photos with
-        # no false positive; the short-range one 11 with 4 (see tests/test_detect.py).
+        # no false positive; the short-range one 11 with 4 (python -m demo.detect_eval).
         return full(rgb, "full", min_score, self.max_side)
 
     def _tight_crop(self, rgb, min_score: float) -> list[Detection]:
@@ -183,11 +183,10 @@ class Pipeline:
                 found.append(Detection((x - border, y - border, w, h), d.score, d.keypoints - np.float32(border)))
         return found[:1]
 
-    def _predict(self, crops: list[np.ndarray], cam_heads: tuple[str, ...], timings: dict[str, float]):
-        if not crops:
+    def _predict(self, batch, cam_heads: tuple[str, ...], timings: dict[str, float]):
+        if len(batch) == 0:
             timings["model"] = 0.0
             return {}, {}
-        batch = batch_from_faces(crops, self.model.image_size).to(next(self.model.parameters()).device)
         if not cam_heads:
             with _timed(timings, "model"):
                 return self.model.predict(batch), {}
