@@ -17,8 +17,6 @@ import cv2
 import numpy as np
 import torch
 
-from model.age import age_interval, expected_age
-from model.nets import split_output
 
 HEADS = ("gender", "age")
 
@@ -42,21 +40,6 @@ class AgeTarget:
     def __call__(self, row: torch.Tensor) -> torch.Tensor:
         logits = row[..., 1:]
         return torch.logsumexp(logits[..., self.low:self.high + 1], -1) - torch.logsumexp(logits, -1)
-
-
-def readouts(model, out: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The same readouts as `AgeGenderNet.predict`, from an output already computed (so the CAM pass can
-    reuse its forward). tests/test_cam.py checks it matches `predict`."""
-    out = out.detach()
-    gender_logit, age_logits = split_output(out)
-    low, high = age_interval(age_logits)
-    return {
-        "p_female": torch.sigmoid(gender_logit / model.gender_temperature),
-        "age": expected_age(age_logits),
-        "age_low": low,
-        "age_high": high,
-        "age_probs": age_logits.softmax(-1),
-    }
 
 
 def targets_for(head: str, predicted: dict[str, torch.Tensor]) -> list:
@@ -95,7 +78,7 @@ def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings:
     try:
         with torch.enable_grad():
             out = model(batch)
-            predicted = readouts(model, out)
+            predicted = model.readouts(out)
             forward_done = time.perf_counter()
             size = (batch.shape[-1], batch.shape[-2])
             act = captured["act"]

@@ -68,7 +68,11 @@ class AgeGenderNet(nn.Module):
     @torch.no_grad()
     def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Normalised faces [N, 3, S, S] -> calibrated readouts per face (tensors of shape [N])."""
-        gender_logit, age_logits = split_output(self(batch))
+        return self.readouts(self(batch))
+
+    def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""
+        gender_logit, age_logits = split_output(out.detach())
         low, high = age_interval(age_logits)
         return {
             "p_female": torch.sigmoid(gender_logit / self.gender_temperature),

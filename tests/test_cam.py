@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.cam import AgeTarget, GenderTarget, explain, library_cams, readouts, targets_for
+from model.cam import AgeTarget, GenderTarget, explain, library_cams, targets_for
 from model.nets import ScratchNet, VGGNet
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -33,7 +33,7 @@ def test_readouts_match_predict(scratch):
     scratch.gender_temperature.fill_(1.7)  # calibration must be applied the same way
     try:
         expected = scratch.predict(batch)
-        got = readouts(scratch, scratch(batch))
+        got = scratch.readouts(scratch(batch))
         for key in expected:
             torch.testing.assert_close(got[key], expected[key])
         predicted, _ = explain(scratch, batch, ())
