@@ -128,7 +128,6 @@ def main(argv=None) -> None:
                       + f" {total:8.1f}  {verdict}")
         library, fast = cam_speed(model, args.runs)
         print(f"{arch} readouts + 2 CAMs, 1 face: pytorch-grad-cam {library:.1f} ms, model.cam.explain {fast:.1f} ms")
-        pipeline.detectors.close()
 
 
 if __name__ == "__main__":

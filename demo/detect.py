@@ -128,6 +128,19 @@ class FaceDetectors:
         self._detectors.clear()
 
 
+_shared: FaceDetectors | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_detectors() -> FaceDetectors:
+    """One set of detectors per process: they do not depend on the age/gender model, so pipelines share them."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = FaceDetectors()
+        return _shared
+
+
 def iou(a, b) -> float:
     """Intersection over union of two x, y, w, h boxes."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from demo import align, render
-from demo.detect import Detection, FaceDetectors, merge
+from demo.detect import Detection, merge, shared_detectors
 from demo.imageio import load_image
 from model.cam import HEADS, explain
 from model.preprocess import batch_from_faces
@@ -94,7 +94,7 @@ class Pipeline:
             raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}")
         self.model = model.eval()
         self.detector, self.min_score, self.max_side, self.max_faces = detector, min_score, max_side, max_faces
-        self.detectors = FaceDetectors()
+        self.detectors = shared_detectors()
         self._lock = threading.Lock()  # Grad-CAM hooks the model: one image at a time
 
     def warm_up(self) -> None:
