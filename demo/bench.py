@@ -10,6 +10,7 @@ cannot be loaded (no trained weights yet) is replaced by an untrained one of the
 from __future__ import annotations
 
 import argparse
+import os
 import io
 import statistics
 import time
@@ -21,7 +22,8 @@ from PIL import Image
 
 from demo.pipeline import Pipeline
 
-FACE_PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg"
+SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
+FACE_PHOTO = SHARED / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg"
 STAGES = ("decode", "detect", "align", "model", "cam", "render")
 BUDGET_MS = {("scratch", False): 40, ("scratch", True): 80, ("vgg16", True): 300}  # from issue #4
 

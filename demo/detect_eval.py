@@ -8,13 +8,15 @@ photos (dogs.jpg must give none; bald_guys.jpg has 24).
 from __future__ import annotations
 
 import argparse
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from demo.detect import iou
 from demo.imageio import load_image
 
-WILD = Path(__file__).resolve().parents[2] / "shared" / "data" / "wild-faces"
+SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
+WILD = SHARED / "data" / "wild-faces"
 IOU_MATCH = 0.5  # matched boxes have IoU 0.61..0.9: MediaPipe frames a little wider than dlib's annotators
 
 

@@ -12,6 +12,7 @@ Chips are read straight from the archive into memory: nothing is extracted, noth
 from __future__ import annotations
 
 import argparse
+import os
 import io
 import tarfile
 from pathlib import Path
@@ -21,7 +22,8 @@ from PIL import Image
 
 from demo.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, FaceDetectors
 
-DEFAULT_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "UTKFace.tar.gz"
+SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
+DEFAULT_TAR = SHARED / "data" / "UTKFace.tar.gz"
 CHIP = 200
 
 
