@@ -1,11 +1,7 @@
 """Face age & gender demo: `python app.py` serves the Gradio app on http://127.0.0.1:7860.
 
-Also the Hugging Face Spaces entry point. Options (flag, or environment variable):
-  --host  / GRADIO_SERVER_NAME   interface to listen on (default 127.0.0.1; Spaces sets 0.0.0.0)
-  --port  / GRADIO_SERVER_PORT   port (default 7860)
-  --model / FACE_APP_MODEL         model selected at start: scratch (fast) or vgg16 (more accurate)
-  --scratch-spec, --vgg16-spec   where each model comes from (bundled name, local folder or Hub repo id)
-  --share / GRADIO_SHARE=true    also open a public gradio.live link (off unless asked)
+Also the Hugging Face Spaces entry point. `python app.py --help` lists the options; each also has an
+environment variable (Spaces sets GRADIO_SERVER_NAME=0.0.0.0).
 """
 from __future__ import annotations
 
@@ -34,12 +30,18 @@ signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so `kill` also runs the
 def parse_args(argv=None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--model", default=env("FACE_APP_MODEL", "scratch"), choices=["scratch", "vgg16"])
-    parser.add_argument("--scratch-spec", default=env("FACE_SCRATCH_SPEC"))
-    parser.add_argument("--vgg16-spec", default=env("FACE_VGG16_SPEC"))
-    parser.add_argument("--share", action="store_true", default=env("GRADIO_SHARE", "").lower() == "true")
+    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (env GRADIO_SERVER_NAME; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
+                        help="port (env GRADIO_SERVER_PORT; default 7860)")
+    parser.add_argument("--model", default=env("FACE_APP_MODEL", "scratch"), choices=["scratch", "vgg16"],
+                        help="model selected at start (env FACE_APP_MODEL; default scratch)")
+    parser.add_argument("--scratch-spec", default=env("FACE_SCRATCH_SPEC"), metavar="SPEC",
+                        help="scratch model: local folder or Hub repo id (default: its Hub repo, else bundled)")
+    parser.add_argument("--vgg16-spec", default=env("FACE_VGG16_SPEC"), metavar="SPEC",
+                        help="VGG16 model: local folder or Hub repo id (default: its Hub repo, else bundled)")
+    parser.add_argument("--share", action="store_true", default=env("GRADIO_SHARE", "").lower() == "true",
+                        help="also open a public gradio.live link (env GRADIO_SHARE=true; off by default)")
     return parser.parse_args(argv)
 
 
@@ -65,8 +67,9 @@ def main(argv=None) -> None:
                max_file_size="20mb", prevent_thread_lock=True, quiet=True)
     print(f"Serving on http://{args.host}:{args.port} (ready in {time.perf_counter() - START:.1f} s)",
           flush=True)
-    # The other model loads once the server is up: serving starts sooner, and switching later is instant.
-    bank.preload([name for name in CHOICES if name != args.model])
+    # Warm-up and the other model wait until the server is up: serving starts sooner, and neither the
+    # first request nor the first switch of model pays for loading.
+    bank.preload([args.model, *(name for name in CHOICES if name != args.model)])
     app.block_thread()
 
 
