@@ -148,3 +148,14 @@ def test_evaluate_writes_report_and_consistent_metrics(tmp_path, utk):
     assert metrics["age"]["mae"] == pytest.approx(mae, abs=0.01)
     report = (run / "eval" / "report.md").read_text()
     assert "## Fairness" in report and f"{metrics['gender']['accuracy']:.4f}" in report
+
+
+def test_split_csv_is_portable_and_reusable(tmp_path, utk):
+    from train.train import prepare_data
+    first = tiny_config(tmp_path, utk, out=tmp_path / "a")
+    prepare_data(first, tmp_path / "a")
+    text = (tmp_path / "a" / "split.csv").read_text()
+    assert str(utk) not in text  # paths relative to the data folder
+    reused = tiny_config(tmp_path, utk, out=tmp_path / "b", split_csv=tmp_path / "a" / "split.csv", seed=99)
+    prepare_data(reused, tmp_path / "b")
+    assert (tmp_path / "b" / "split.csv").read_text() == text  # same split although the seed differs

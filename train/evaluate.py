@@ -33,14 +33,13 @@ def load_run_model(run: Path) -> AgeGenderNet:
 
 
 def resolve_records(run: Path, split: str) -> list:
-    """The run's split.csv rows for `split`; relative paths are re-resolved through the run's data sources."""
-    records = [r for r in read_split_csv(run / "split.csv") if r.split == split]
-    if all(Path(r.path).exists() for r in records):
-        return records
-    config = json.loads((run / "train_config.json").read_text())
-    known = {Path(r.path).name: r.path for r in load_records(config["data"], Path(config["cache_dir"]))[0]}
-    for r in records:
-        r.path = known.get(Path(r.path).name, r.path)
+    """The run's split.csv rows for `split`, with paths resolved against the data folder it was made from
+    (re-extracted from the run's data sources if that folder has gone)."""
+    root = Path(json.loads((run / "data_report.json").read_text())["split_root"])
+    records = [r for r in read_split_csv(run / "split.csv", root) if r.split == split]
+    if not all(Path(r.path).exists() for r in records):
+        config = json.loads((run / "train_config.json").read_text())
+        load_records(config["data"], Path(config["cache_dir"]))  # extracts the archive into the cache again
     return records
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -105,20 +106,28 @@ def pick_device(name: str) -> torch.device:
 
 # ------------------------------------------------------------------------------------------------- data
 
+def data_root(records) -> Path:
+    """The folder all images are under (split.csv stores paths relative to it)."""
+    root = Path(os.path.commonpath([r.path for r in records])) if records else Path(".")
+    return root.parent if root.is_file() else root
+
+
 def prepare_data(cfg: TrainConfig, out: Path):
     """Records -> split (made or reused) -> decoded train/val images. Writes split.csv, data_report.json."""
     cache_dir = Path(cfg.cache_dir)
     records, report = load_records(cfg.data, cache_dir)
-    if cfg.split_csv:
-        by_path = {r.path: r for r in read_split_csv(Path(cfg.split_csv))}
-        records = [r for r in records if r.path in by_path]
+    root = data_root(records)
+    if cfg.split_csv:  # reuse a published split: match rows by path relative to the data folder
+        fixed = {os.path.relpath(r.path, root): r.split for r in read_split_csv(Path(cfg.split_csv), root)}
+        records = [r for r in records if os.path.relpath(r.path, root) in fixed]
         for r in records:
-            r.split = by_path[r.path].split
+            r.split = fixed[os.path.relpath(r.path, root)]
     else:
         if cfg.limit and cfg.limit < len(records):
             records = random.Random(cfg.seed).sample(records, cfg.limit)
         split_records(records, seed=cfg.seed)
-    write_split_csv(records, out / "split.csv")
+    write_split_csv(records, out / "split.csv", root=root)  # relative paths: portable and comparable
+    report["split_root"] = str(root)
     sets = {}
     for split in ("train", "val"):
         chosen = [r for r in records if r.split == split]
