@@ -73,7 +73,7 @@ def forget_upload(path: str | None, keep: set[Path]) -> None:
         file.unlink(missing_ok=True)
 
 
-def run(bank: ModelBank, model_name: str, image: np.ndarray, **options):
+def run(bank: ModelBank, model_name: str, image, **options):
     """Run the chosen model's pipeline; model and input problems become a clean gr.Error."""
     try:
         return bank.get(model_name)(image, **options)
@@ -82,13 +82,9 @@ def run(bank: ModelBank, model_name: str, image: np.ndarray, **options):
 
 
 def table_rows(faces) -> list[list]:
-    rows = []
-    for face in faces:
-        record = face.to_record()
-        score = "—" if face.det_score is None else f"{face.det_score:.2f}"
-        rows.append([f"#{face.index + 1}", record["gender"], f"{face.p_female:.0%}", f"{face.age:.0f} y",
-                     f"{face.age_low:.0f}–{face.age_high:.0f} y", score])
-    return rows
+    return [[f"#{face.index + 1}", face.gender, f"{face.p_female:.0%}", f"{face.age:.0f} y",
+             f"{face.age_low:.0f}–{face.age_high:.0f} y", "—" if face.det_score is None else f"{face.det_score:.2f}"]
+            for face in faces]
 
 
 def face_choices(faces) -> list[tuple[str, int]]:
