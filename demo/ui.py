@@ -83,7 +83,8 @@ def run(bank: ModelBank, model_name: str, image, **options):
 
 def table_rows(faces) -> list[list]:
     return [[f"#{face.index + 1}", face.gender, f"{face.p_female:.0%}", f"{face.age:.0f} y",
-             f"{face.age_low:.0f}–{face.age_high:.0f} y", "—" if face.det_score is None else f"{face.det_score:.2f}"]
+             f"{face.age_low:.0f}–{face.age_high:.0f} y",
+             "—" if face.det_score is None else f"{face.det_score:.2f}"]  # "—": whole image, no detector
             for face in faces]
 
 
