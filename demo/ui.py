@@ -188,7 +188,7 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                     "does not determine gender (see the About tab).")
         with gr.Row(equal_height=True):
             model = gr.Radio(model_choices, value=default_model, label="Model", scale=3, elem_id="model")
-            min_score = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="Detector confidence threshold",
+            min_score = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="Face detector threshold",
                                   scale=2)
             cam_on = gr.Checkbox(value=True, label="Grad-CAM", scale=1, elem_id="cam-on")
             head = gr.Radio([(v, k) for k, v in HEAD_LABELS.items()], value="gender", label="CAM head",

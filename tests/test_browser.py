@@ -93,7 +93,12 @@ def test_photo_upload_shows_annotated_image_and_table(page):
     for text in ("#1", "#3", "P(female)", "detector score"):
         expect(table).to_contain_text(text)
     expect(table).to_contain_text(re.compile(r"\d+–\d+ y"))  # age interval
-    expect(page.locator("#cam-output img")).to_be_visible()
+    cam = page.locator("#cam-output img")
+    expect(cam).to_be_visible()
+    first_face_cam = cam.get_attribute("src")
+    page.locator("#face-picker input").click()  # pick another face: its own CAM is shown
+    page.get_by_role("option", name=re.compile(r"^#2 ")).click()
+    expect(cam).not_to_have_attribute("src", first_face_cam)
     # The upload is deleted on the server once read; the photo must still show in the input.
     expect(page.locator("#photo-input img")).to_be_visible()
     screenshot(page, "photo")
