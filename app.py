@@ -49,6 +49,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     from model.hub import load_model
     from demo.ui import CSS, build
     from demo.ui_models import CHOICES, ModelBank, ModelLoadError
