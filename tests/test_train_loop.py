@@ -93,9 +93,9 @@ def test_resume_refuses_other_options(tmp_path, utk):
 
 
 def test_vgg_cached_features_train_and_are_reused(tmp_path, utk):
-    config = tiny_config(tmp_path, utk, model="vgg16", vgg_weights="random", head_epochs=1)
+    config = tiny_config(tmp_path, utk, model="vgg16", vgg_weights="random", head_epochs=1, precision="bf16")
     run = train(config)
-    caches = list((tmp_path / "cache").glob("vgg-frozen-*.npy"))
+    caches = list((tmp_path / "cache").glob("vgg-frozen-*-bf16.npy"))  # the bf16 path the real run uses
     assert len(caches) == 2  # train and val
     stamps = {c: c.stat().st_mtime_ns for c in caches}
     history = read_history(run)

@@ -73,6 +73,7 @@ class TrainConfig:
     head_epochs: int = 2  # gradual unfreezing: heads alone first, then the tuned blocks
     backbone_lr_scale: float = 0.1
     cache_features: str = "auto"  # cache the frozen part's output: auto = on CPU only
+    precision: str = "fp32"  # "bf16": autocast forward passes (1.8x faster VGG16 on a CPU with AVX512-BF16)
     cache_dir: str = str(DEFAULT_CACHE)
     push_to_hub: str = ""  # repo id: evaluate and publish when training ends
 
@@ -83,7 +84,7 @@ def parse_args(argv=None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         flag = "--" + f.name.replace("_", "-")
-        if f.name in ("model", "schedule"):
+        if f.name in ("model", "schedule", "precision"):
             continue  # added below with their choices
         if f.type == "bool":
             parser.add_argument(flag, action="store_true")
@@ -95,6 +96,7 @@ def parse_args(argv=None) -> TrainConfig:
             parser.add_argument(flag, type=kind, default=default)
     parser.add_argument("--model", choices=["scratch", "vgg16"], default="scratch")
     parser.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     cfg.image_size = cfg.image_size or DEFAULT_SIZE[cfg.model]
     return cfg
@@ -150,12 +152,18 @@ class Inputs:
         self.cached = isinstance(model, VGGNet) and (
             cfg.cache_features == "on" or (cfg.cache_features == "auto" and device.type == "cpu"))
         if self.cached:
-            self.data = {s: frozen_features(model, sets[s][0], Path(cfg.cache_dir), device=device) for s in sets}
+            self.data = {s: frozen_features(model, sets[s][0], Path(cfg.cache_dir), device=device,
+                                            bf16=cfg.precision == "bf16") for s in sets}
         else:
             self.data = {s: sets[s][0] for s in sets}
         self.augment, self.normalize = BatchAugment(), normalize()
+        self.bf16 = cfg.precision == "bf16"
 
     def forward(self, split: str, idx: torch.Tensor, train: bool) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self._forward(split, idx, train).float()
+
+    def _forward(self, split: str, idx: torch.Tensor, train: bool) -> torch.Tensor:
         x = self.data[split][idx]
         if self.cached:
             x = x.float()
@@ -210,10 +218,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     config_path = out / "train_config.json"
     if resume and checkpoint_path.exists():
         previous = json.loads(config_path.read_text())
-        previous.pop("epochs", None), previous.pop("push_to_hub", None)
+        defaults = dataclasses.asdict(TrainConfig())  # options added since that run had their defaults
         now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("epochs", "push_to_hub")}
-        if previous != now:
-            changed = sorted(k for k in now if previous.get(k) != now[k])
+        changed = sorted(k for k in now if previous.get(k, defaults[k]) != now[k])
+        if changed:
             raise SystemExit(f"{out} holds a run with other options ({', '.join(changed)}); "
                              "use another --out or delete it")
     atomic_write_json(config_path, dataclasses.asdict(cfg))
