@@ -159,3 +159,12 @@ def test_split_csv_is_portable_and_reusable(tmp_path, utk):
     reused = tiny_config(tmp_path, utk, out=tmp_path / "b", split_csv=tmp_path / "a" / "split.csv", seed=99)
     prepare_data(reused, tmp_path / "b")
     assert (tmp_path / "b" / "split.csv").read_text() == text  # same split although the seed differs
+
+
+def test_training_benchmark_runs(capsys):
+    from train.bench import main as bench_main
+    bench_main(["--model", "scratch", "--batch-size", "4", "--steps", "1"])
+    out = capsys.readouterr().out
+    assert "scratch 64px fp32" in out and "train images/s" in out
+    rate = float(out.split(":")[1].split()[0])
+    assert rate > 0

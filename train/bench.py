@@ -1,0 +1,94 @@
+"""`python -m train.bench`: training throughput (images/s) of each model on this machine.
+
+Measures what one training step costs, on random data of the real shapes: the scratch CNN on augmented
+images; VGG16 as trained on a CPU (block 5 + heads on cached block-4 features), plus the one-off cost of
+computing those features. No data set needed; numbers are medians over several steps after a warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from model.nets import build_model
+from model.preprocess import normalize
+from train.augment import BatchAugment
+from train.losses import multitask_loss
+
+
+def _median_rate(step, batch_size: int, steps: int) -> float:
+    step()  # warm-up: first calls allocate and pick kernels
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def bench(arch: str, image_size: int, batch_size: int, steps: int, bf16: bool) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = build_model(arch, image_size=image_size).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8)
+    gender = torch.randint(0, 2, (batch_size,))
+    age = torch.randint(1, 90, (batch_size,))
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    rates = {}
+
+    def train_step(forward):
+        def step():
+            with autocast():
+                out = forward().float()
+            loss, _ = multitask_loss(out, gender, age)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return step
+
+    if arch == "scratch":
+        augment = BatchAugment()
+        rates["train images/s (augment + step)"] = _median_rate(train_step(lambda: model(augment(images))),
+                                                                batch_size, steps)
+    else:
+        normalized = normalize()(images)
+        with torch.no_grad(), autocast():
+            features = model.forward_frozen(normalized).half()
+        rates["block-4 feature caching images/s (once)"] = _feature_rate(model, normalized, autocast, batch_size,
+                                                                          steps)
+        rates["train images/s (block 5 + heads, cached features)"] = _median_rate(
+            train_step(lambda: model.forward_tuned(features.float())), batch_size, steps)
+    return rates
+
+
+def _feature_rate(model, normalized, autocast, batch_size, steps) -> float:
+    def step():
+        with torch.no_grad(), autocast():
+            model.forward_frozen(normalized)
+    return _median_rate(step, batch_size, steps)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", action="append", choices=["scratch", "vgg16"], help="repeatable; default both")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for arch in args.model or ["scratch", "vgg16"]:
+        size = {"scratch": 64, "vgg16": 128}[arch]
+        rates = bench(arch, size, args.batch_size, args.steps, args.precision == "bf16")
+        for what, rate in rates.items():
+            print(f"{arch} {size}px {args.precision} threads={torch.get_num_threads()}: {rate:7.1f} {what}")
+
+
+if __name__ == "__main__":
+    main()
