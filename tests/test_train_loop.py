@@ -168,3 +168,28 @@ def test_training_benchmark_runs(capsys):
     assert "scratch 64px fp32" in out and "train images/s" in out
     rate = float(out.split(":")[1].split()[0])
     assert rate > 0
+
+
+def test_bundle_ships_weights_report_and_one_split(tmp_path, utk, monkeypatch):
+    from model.hub import load_model, verify_bundle
+    from train.bundle import bundle_run
+    run = train(tiny_config(tmp_path, utk, epochs=1))
+    with pytest.raises(SystemExit, match="no evaluation"):
+        bundle_run(run, tmp_path / "assets" / "scratch")
+    evaluate_run(run)
+    dest = bundle_run(run, tmp_path / "assets" / "scratch", half=True)
+    verify_bundle(dest)
+    assert (dest / "eval" / "report.md").exists() and (tmp_path / "assets" / "split.csv").exists()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model = load_model("scratch", assets_dir=tmp_path / "assets")
+    assert model.source.kind == "bundled"
+    x = torch.randn(2, 3, 32, 32)
+    original = ScratchNet.from_pretrained(run / "model").eval()
+    torch.testing.assert_close(model.predict(x)["age"], original.predict(x)["age"], atol=0.3, rtol=0)
+    # another run with another split cannot overwrite the shared split
+    other = train(tiny_config(tmp_path, utk, epochs=1, seed=5, out=tmp_path / "other"))
+    evaluate_run(other)
+    with pytest.raises(SystemExit, match="must share one split"):
+        bundle_run(other, tmp_path / "assets" / "vgg16")

@@ -1,0 +1,50 @@
+"""`python -m train.bundle --run RUN --to assets/models/NAME [--half]`: ship a trained run with the app.
+
+Writes the weights as bundled weights (config.json, model.safetensors, sha256; float16 with --half, which
+the loader casts back to float32), the evaluation report and plots (RUN/eval -> NAME/eval, read by the
+app's About tab), the learning curves and training options, and the split once for all bundled models
+(assets/models/split.csv; a run with a different split is refused rather than overwriting it).
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+from pathlib import Path
+
+from model.hub import load_model, write_bundle
+
+EVAL_FILES = ("metrics.json", "report.md", "confusion.png", "reliability.png", "age_scatter.png", "by_race.png",
+              "by_age_band.png")
+RUN_FILES = ("train_config.json", "history.csv", "curves.png", "data_report.json")
+
+
+def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
+    run, dest = Path(run), Path(dest)
+    missing = [name for name in EVAL_FILES if not (run / "eval" / name).exists()]
+    if missing:
+        raise SystemExit(f"{run} has no evaluation ({', '.join(missing)}): run python -m train.evaluate --run {run}")
+    shared_split = dest.parent / "split.csv"
+    if shared_split.exists() and not filecmp.cmp(shared_split, run / "split.csv", shallow=False):
+        raise SystemExit(f"{run}/split.csv differs from {shared_split}: bundled models must share one split")
+    write_bundle(load_model(str(run / "model")), dest, half=half)
+    (dest / "eval").mkdir(exist_ok=True)
+    for name in EVAL_FILES:
+        shutil.copy(run / "eval" / name, dest / "eval" / name)
+    for name in RUN_FILES:
+        shutil.copy(run / name, dest / name)
+    shutil.copy(run / "split.csv", shared_split)
+    return dest
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.bundle", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, type=Path)
+    parser.add_argument("--to", required=True, type=Path, help="e.g. assets/models/scratch")
+    parser.add_argument("--half", action="store_true", help="store the weights in float16")
+    args = parser.parse_args(argv)
+    print(f"bundled {args.run} -> {bundle_run(args.run, args.to, args.half)}")
+
+
+if __name__ == "__main__":
+    main()
