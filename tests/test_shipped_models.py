@@ -1,0 +1,85 @@
+"""The bundled default models: they load offline, verified, give sane answers on real faces, and the README's
+results table says what their shipped evaluation says."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import constants
+
+from demo.pipeline import Pipeline
+from model.hub import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "assets" / "models"
+ARCHS = ("scratch", "vgg16")
+
+
+@pytest.fixture(params=ARCHS, scope="module")
+def shipped(request):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)  # the default must work with no network at all
+        model = load_model(request.param)
+    assert model.source.kind == "bundled" and model.arch == request.param
+    return model
+
+
+def test_shipped_files_are_complete():
+    assert (MODELS / "split.csv").exists()
+    for arch in ARCHS:
+        for name in ("config.json", "model.safetensors", "sha256", "eval/metrics.json", "eval/report.md"):
+            assert (MODELS / arch / name).exists(), f"{arch}/{name}"
+
+
+def test_real_photos_end_to_end(shipped, shared_dir):
+    pipeline = Pipeline(shipped)
+    (man,) = pipeline(shared_dir / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg").faces  # 51 in 2014
+    assert man.p_female < 0.5 and 30 <= man.age <= 70 and man.age_low <= man.age <= man.age_high
+    # Eileen Collins' NASA portrait: VGG16 calls her male (p_female 0.37), the scratch CNN female; both
+    # readouts are shown in the app. Only the age range is asserted here; accuracy is measured below.
+    (woman,) = pipeline(ROOT / "assets" / "examples" / "astronaut.jpg").faces
+    assert 25 <= woman.age <= 65 and 0 <= woman.p_female <= 1
+
+
+@pytest.fixture(scope="module")
+def test_sample(shared_dir, tmp_path_factory):
+    """200 faces spread over the shipped split's test part (every 17th row: the rows are sorted by file
+    name, which starts with the age), read from ../shared's UTKFace archive."""
+    from train.data import load_records
+    records, _ = load_records([shared_dir / "data" / "UTKFace.tar.gz"], tmp_path_factory.mktemp("cache"))
+    by_name = {Path(r.path).name: r for r in records}
+    with open(MODELS / "split.csv") as f:
+        names = [row["path"] for row in csv.DictReader(f) if row["split"] == "test"][::17][:200]
+    return [by_name[Path(name).name] for name in names]
+
+
+def test_shipped_weights_match_their_reported_quality(shipped, test_sample):
+    """On 200 test faces the shipped weights (float16 for VGG16) must be about as good as their report
+    (the training runs scored 94.0% / 5.17 y (scratch) and 90.0% / 5.59 y (VGG16) on these faces)."""
+    from train.evaluate import predict_images
+    from train.images import load_images
+    from train.metrics import age_mae, gender_accuracy
+    images, kept = load_images(test_sample, shipped.image_size)
+    pred = predict_images(shipped, images)
+    gender = np.array([r.gender for r in kept])
+    age = np.array([r.age for r in kept])
+    assert len(kept) == 200
+    assert gender_accuracy(pred["p_female"], gender) >= 0.86
+    assert age_mae(pred["age"], age) <= 7.0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_readme_results_table_matches_the_shipped_evaluation(arch):
+    metrics = json.loads((MODELS / arch / "eval" / "metrics.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith(f"| `{arch}`"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    expected = [f"{metrics['gender']['accuracy']:.2%}", f"{metrics['gender']['f1_weighted']:.3f}",
+                f"{metrics['gender']['ece']:.3f}", f"{metrics['age']['mae']:.2f}", f"{metrics['age']['cs5']:.3f}"]
+    for value in expected:
+        assert value in cells, f"README row for {arch} lacks {value}: {row}"
+    assert re.search(rf"n = {metrics['n']:,}", readme)
