@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import importlib
 import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 
 START = time.perf_counter()
@@ -52,11 +54,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    # torch and gradio take about 4 s each to import here; importing gradio on a second thread meanwhile
+    # measured 6.5-7.2 s for both instead of 8.5-11.8 s one after the other.
+    gradio_import = threading.Thread(target=importlib.import_module, args=("gradio",), daemon=True)
+    gradio_import.start()
     import torch
 
     torch.set_num_threads(args.threads)
     from model.hub import load_model
-    from demo.ui import CSS, build
     from demo.ui_models import CHOICES, ModelBank, ModelLoadError
 
     specs = {name: spec for name, spec in (("scratch", args.scratch_spec), ("vgg16", args.vgg16_spec)) if spec}
@@ -65,6 +70,9 @@ def main(argv=None) -> None:
         bank.get(args.model)  # the default model loads before serving
     except ModelLoadError as error:
         sys.exit(str(error))
+
+    gradio_import.join()
+    from demo.ui import CSS, build
 
     app = build(bank, default_model=args.model)
     app.queue(max_size=32)
