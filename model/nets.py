@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+from torchvision.models import vgg16
 
 from model.age import AGE_BINS, age_interval, expected_age
 
@@ -148,8 +149,6 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
         self.arch = arch
         self.tuned_blocks = tuned_blocks
         self._init_common(image_size)
-        from torchvision.models import vgg16  # imported here: the app serves before VGG16 loads (start-up)
-
         features = vgg16(weights=None).features[:30]
         split = VGG_BLOCK_STARTS[5 - tuned_blocks] if tuned_blocks else 30
         self.frozen = features[:split]
@@ -162,7 +161,7 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
         """Load ImageNet conv weights: 'torchvision' (download IMAGENET1K_V1) or a local safetensors file
         with `vgg16().features` key names (e.g. ../shared/weights/vgg16_imagenet_features.safetensors)."""
         if source == "torchvision":
-            from torchvision.models import VGG16_Weights, vgg16
+            from torchvision.models import VGG16_Weights
             state = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features.state_dict()
         else:
             from safetensors.torch import load_file
