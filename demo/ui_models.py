@@ -82,12 +82,17 @@ class ModelBank:
 
 
     def metrics(self, name: str) -> dict | None:
-        """Measured test metrics for a model: eval/metrics.json beside the weights (a local model folder, or
-        the bundled assets/models/<name>/), as written by train/evaluate.py. None if not shipped."""
-        folders = [Path(self._specs[name]), MODELS_DIR / name]
-        for path in (folder / "eval" / "metrics.json" for folder in folders):
-            try:
-                return json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-        return None
+        """Measured test metrics for a model, as written by train/evaluate.py: eval/metrics.json in the model's
+        own folder (a local model folder given as its spec; the bundled assets/models/<name>/ for the default
+        spec). None when not known, e.g. a Hub repo id: never another model's numbers."""
+        spec = self._specs[name]
+        if Path(spec).is_dir():
+            folder = Path(spec)
+        elif spec == CHOICES[name].spec:
+            folder = MODELS_DIR / name
+        else:
+            return None
+        try:
+            return json.loads((folder / "eval" / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None

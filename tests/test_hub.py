@@ -272,5 +272,6 @@ def test_cli_end_to_end_with_environment_variables(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert hub_cli(["cli/model"]) == 0
     assert capsys.readouterr().out == f"model: scratch from Hub cache (cli/model@{sha[:12]})\n"
+    monkeypatch.setenv("FACE_MODEL_ASSETS", str(tmp_path / "no-bundle"))  # else the shipped default serves
     assert hub_cli(["nobody/missing"]) == 1
     assert capsys.readouterr().out.startswith("error: cannot get nobody/missing (offline mode)")
