@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from demo import render
 from demo.imageio import BadImageError, load_image

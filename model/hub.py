@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2  # huggingface_hub 2.4's HTTP client: its connection errors mean "Hub unreachable"
-import torch
 from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)

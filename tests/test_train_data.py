@@ -10,7 +10,7 @@ import pytest
 
 from synthetic import face_image, make_utkface_folder
 from train.data import (UNKNOWN, Record, age_band, dedupe, load_records, parse_utkface_name, read_split_csv,
-                        scan_celeba, scan_class_folders, scan_utkface, split_records, write_split_csv)
+                        scan_celeba, scan_utkface, split_records, write_split_csv)
 from train.images import load_images
 
 

@@ -20,7 +20,7 @@ from model.nets import ARCHITECTURES, AgeGenderNet
 from model.preprocess import normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
-from train.data import RACES, age_band, load_records, race_name, read_split_csv
+from train.data import RACES, load_records, race_name, read_split_csv
 from train.images import load_images
 from train.metrics import all_metrics, expected_calibration_error
 

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -275,7 +274,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             seen += len(idx)
             bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
         seconds = time.time() - started
-        val, val_out = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
+        val, _ = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
         row = {"epoch": epoch + 1, **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
                **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],
                "images_per_s": seen / seconds, "seconds": seconds}
