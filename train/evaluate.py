@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.nets import ARCHITECTURES, AgeGenderNet
+from model.nets import ARCHITECTURES, AgeGenderNet, split_output
 from model.preprocess import normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
@@ -47,8 +47,9 @@ def resolve_records(run: Path, split: str) -> list:
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128) -> dict[str, np.ndarray]:
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
-        out = model.predict(norm(images[start:start + batch_size]))
-        out["logit"] = torch.logit(out["p_female"].clamp(1e-6, 1 - 1e-6)) * model.gender_temperature
+        raw = model(norm(images[start:start + batch_size]))
+        out = model.readouts(raw)
+        out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
         parts.append({k: v.numpy() for k, v in out.items() if k != "age_probs"})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
