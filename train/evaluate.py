@@ -69,7 +69,7 @@ def evaluate_run(run: Path, split: str = "test") -> dict:
     metrics["split"] = split
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
                         "gender_temperature": float(model.gender_temperature)}
-    uncalibrated = 1 / (1 + np.exp(-pred["logit"]))
+    uncalibrated = torch.sigmoid(torch.from_numpy(pred["logit"])).numpy()  # stable for large logits
     metrics["gender"]["ece_uncalibrated"] = expected_calibration_error(uncalibrated, gender)
     inside = (age >= pred["age_low"]) & (age <= pred["age_high"])
     metrics["age"]["interval_coverage"] = float(inside[age >= 0].mean()) if (age >= 0).any() else float("nan")
