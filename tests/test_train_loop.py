@@ -11,10 +11,11 @@ from safetensors.torch import load_file
 
 from model.age import AGE_BINS
 from model.nets import ScratchNet, VGGNet, build_model
+from model.preprocess import normalize
 from synthetic import make_utkface_folder
 from train import checkpoint
 from train.evaluate import evaluate_run
-from train.train import parse_args, train
+from train.train import Inputs, parse_args, selection_key, train
 
 
 def tiny_config(tmp_path, data, **overrides):
@@ -103,6 +104,35 @@ def test_vgg_cached_features_train_and_are_reused(tmp_path, utk):
     (run / "checkpoint.pt").unlink()
     train(config, resume=False)
     assert {c: c.stat().st_mtime_ns for c in (tmp_path / "cache").glob("vgg-frozen-*.npy")} == stamps
+
+
+def test_flip_cache_feeds_the_flipped_images_features(tmp_path):
+    """--flip-cache: a flipped training sample gets the features of the flipped image, not mirrored maps."""
+    cfg = parse_args(["--model", "vgg16", "--image-size", "32", "--flip-cache", "--cache-dir", str(tmp_path)])
+    model = VGGNet(image_size=32, tuned_blocks=2).eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    sets = {"train": (images, None, None), "val": (images[:2], None, None)}
+    inputs = Inputs(cfg, model, sets, torch.device("cpu"))
+    captured = []
+    model.forward_tuned = lambda x: captured.append(x) or torch.zeros(len(x), 1 + AGE_BINS)
+    torch.manual_seed(0)
+    idx = torch.arange(6)
+    inputs.forward("train", idx, train=True)
+    flipped = (inputs.data["train"][idx].float() != captured[0]).flatten(1).any(1)
+    assert 0 < flipped.sum() < 6  # about half the batch
+    with torch.no_grad():
+        true_flip = model.forward_frozen(normalize()(images.flip(-1))).half().float()
+    assert torch.allclose(captured[0][flipped], true_flip[flipped], atol=1e-2)
+    assert not torch.allclose(true_flip, inputs.data["train"].float().flip(-1), atol=1e-2)  # mirroring differs
+
+
+def test_selection_by_score_weighs_gender_points_like_years():
+    by_loss, by_score = parse_args([]), parse_args(["--select", "score"])
+    worse_loss = {"loss": 1.30, "gender_acc": 0.93, "age_mae": 5.4}
+    better_loss = {"loss": 1.27, "gender_acc": 0.92, "age_mae": 5.6}
+    assert selection_key(by_loss, better_loss) < selection_key(by_loss, worse_loss)
+    assert selection_key(by_score, worse_loss) == pytest.approx(7 + 5.4)
+    assert selection_key(by_score, worse_loss) < selection_key(by_score, better_loss)
 
 
 def test_checkpoint_round_trip_and_atomic_save(tmp_path, monkeypatch):
