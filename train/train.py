@@ -1,7 +1,8 @@
 """`python -m train`: train a multi-task (gender + age) model on UTKFace-style data.
 
 One readable loop for both architectures. The only difference is what feeds the trainable part:
-augmented images (scratch CNN, or VGG16 on a GPU), or VGG16 block-4 features cached once (VGG16 on a CPU).
+augmented images (scratch CNN, or VGG16 on a GPU), or the frozen VGG16 blocks' output cached once (VGG16
+on a CPU).
 
 Run directory (--out):
   model/            best checkpoint as save_pretrained (config.json + model.safetensors), gender-calibrated
@@ -69,7 +70,7 @@ class TrainConfig:
     split_csv: str = ""  # reuse an existing split instead of making one
     # VGG16 only
     vgg_weights: str = str(DEFAULT_VGG_WEIGHTS)  # safetensors file, "torchvision" (download) or "random"
-    tuned_blocks: int = 1  # conv blocks fine-tuned (1 = block 5; more only sensible on a GPU)
+    tuned_blocks: int = 1  # conv blocks fine-tuned (1 = block 5; 2 = blocks 4-5, about 5x slower per image)
     head_epochs: int = 2  # gradual unfreezing: heads alone first, then the tuned blocks
     backbone_lr_scale: float = 0.1
     cache_features: str = "auto"  # cache the frozen part's output: auto = on CPU only
