@@ -180,6 +180,25 @@ def test_evaluate_writes_report_and_consistent_metrics(tmp_path, utk):
     assert "## Fairness" in report and f"{metrics['gender']['accuracy']:.4f}" in report
 
 
+def test_flip_average_is_the_mean_of_both_views_and_keeps_the_test_report(tmp_path, utk):
+    from train.evaluate import predict_images
+    run = train(tiny_config(tmp_path, utk, epochs=1))
+    evaluate_run(run)
+    shipped = (run / "eval" / "metrics.json").read_text()
+    metrics = evaluate_run(run, split="val", flip_average=True)
+    assert (run / "eval" / "metrics.json").read_text() == shipped  # the test report is not replaced
+    assert json.loads((run / "eval-val-flip" / "metrics.json").read_text())["flip_average"] is True
+    n_val = sum(1 for r in csv.DictReader(open(run / "split.csv")) if r["split"] == "val")
+    assert metrics["split"] == "val" and metrics["n"] == n_val
+    assert "mirror image" in (run / "eval-val-flip" / "report.md").read_text()
+    model = ScratchNet.from_pretrained(run / "model").eval()
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    both = predict_images(model, images, flip_average=True)
+    plain, mirrored = predict_images(model, images), predict_images(model, images.flip(-1))
+    np.testing.assert_allclose(both["logit"], (plain["logit"] + mirrored["logit"]) / 2, atol=1e-5)
+    assert not np.allclose(plain["logit"], mirrored["logit"])
+
+
 def test_split_csv_is_portable_and_reusable(tmp_path, utk):
     from train.train import prepare_data
     first = tiny_config(tmp_path, utk, out=tmp_path / "a")

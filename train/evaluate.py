@@ -3,6 +3,8 @@
 Writes RUN/eval/: metrics.json, report.md, predictions.csv and PNG plots (confusion matrix, reliability
 diagram, predicted-vs-true age, per-race and per-age-band bars). The test split is never used for any
 choice made during training; the gender temperature was fitted on the validation split.
+Other splits and --flip-average (test-time augmentation, a what-if not used by the app) write to their own
+folder, e.g. RUN/eval-val-flip/, so they never replace the test report that is shipped.
 """
 from __future__ import annotations
 
@@ -44,29 +46,37 @@ def resolve_records(run: Path, split: str) -> list:
 
 
 @torch.no_grad()
-def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128) -> dict[str, np.ndarray]:
+def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
+                   flip_average: bool = False) -> dict[str, np.ndarray]:
+    """flip_average: average each face's output logits with its mirror image's (two forward passes)."""
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
-        raw = model(norm(images[start:start + batch_size]))
+        batch = norm(images[start:start + batch_size])
+        raw = (model(batch) + model(batch.flip(-1))) / 2 if flip_average else model(batch)
         out = model.readouts(raw)
         out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
         parts.append({k: v.numpy() for k, v in out.items() if k != "age_probs"})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
-def evaluate_run(run: Path, split: str = "test") -> dict:
+def eval_dir(run: Path, split: str = "test", flip_average: bool = False) -> Path:
+    return run / "-".join(["eval"] + ([split] if split != "test" else []) + (["flip"] if flip_average else []))
+
+
+def evaluate_run(run: Path, split: str = "test", flip_average: bool = False) -> dict:
     run = Path(run)
-    out = run / "eval"
+    out = eval_dir(run, split, flip_average)
     out.mkdir(parents=True, exist_ok=True)
     model = load_run_model(run)
     records = resolve_records(run, split)
     images, records = load_images(records, model.image_size)
-    pred = predict_images(model, images)
+    pred = predict_images(model, images, flip_average=flip_average)
     gender = np.array([r.gender for r in records])
     age = np.array([r.age for r in records])
     race = np.array([r.race for r in records])
     metrics = all_metrics(pred["p_female"], gender, pred["age"], age, race)
     metrics["split"] = split
+    metrics["flip_average"] = flip_average
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
                         "gender_temperature": float(model.gender_temperature)}
     uncalibrated = torch.sigmoid(torch.from_numpy(pred["logit"])).numpy()  # stable for large logits
@@ -108,7 +118,7 @@ def report_markdown(run: Path, m: dict) -> str:
     g, a = m["gender"], m["age"]
     (tn, fp), (fn, tp) = g["confusion"]
     bands = sorted(m["by_age_band"], key=lambda b: int(b.split("-")[0].rstrip("+")) if b[0].isdigit() else 999)
-    return f"""# Evaluation: {run.name} ({m['model']['arch']}, {m['model']['image_size']} px) on the {m['split']} split
+    return f"""# Evaluation: {run.name} ({m['model']['arch']}, {m['model']['image_size']} px) on the {m['split']} split{' (outputs averaged with the mirror image)' if m.get('flip_average') else ''}
 
 n = {m['n']} faces (deduplicated UTKFace, split file `split.csv`).
 
@@ -142,8 +152,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, type=Path, help="training output directory")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--flip-average", action="store_true",
+                        help="average each face's output with its mirror image's (a what-if: the app does not)")
     args = parser.parse_args(argv)
-    metrics = evaluate_run(args.run, args.split)
+    metrics = evaluate_run(args.run, args.split, args.flip_average)
     print(json.dumps({k: metrics[k] for k in ("n", "split")} | {
         "gender_accuracy": metrics["gender"]["accuracy"], "age_mae": metrics["age"]["mae"]}))
 
