@@ -217,6 +217,9 @@ def test_training_benchmark_runs(capsys):
     assert "scratch 64px fp32" in out and "train images/s" in out
     rate = float(out.split(":")[1].split()[0])
     assert rate > 0
+    bench_main(["--model", "vgg16", "--tuned-blocks", "2", "--batch-size", "2", "--steps", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "block-3 feature caching" in lines[0] and "train images/s (blocks 4-5 + heads" in lines[1]
 
 
 def test_bundle_ships_weights_report_and_one_split(tmp_path, utk, monkeypatch):

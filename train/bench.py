@@ -1,7 +1,8 @@
 """`python -m train.bench`: training throughput (images/s) of each model on this machine.
 
 Measures what one training step costs, on random data of the real shapes: the scratch CNN on augmented
-images; VGG16 as trained on a CPU (block 5 + heads on cached block-4 features), plus the one-off cost of
+images; VGG16 as trained on a CPU (the tuned blocks + heads on cached features of the frozen blocks: block 5
+on block-4 output by default, blocks 4-5 on block-3 output with --tuned-blocks 2), plus the one-off cost of
 computing those features. No data set needed; numbers are medians over several steps after a warm-up.
 """
 from __future__ import annotations
@@ -28,9 +29,11 @@ def _median_rate(step, batch_size: int, steps: int) -> float:
     return batch_size / statistics.median(times)
 
 
-def bench(arch: str, image_size: int, batch_size: int, steps: int, bf16: bool) -> dict[str, float]:
+def bench(arch: str, image_size: int, batch_size: int, steps: int, bf16: bool,
+          tuned_blocks: int = 1) -> dict[str, float]:
     torch.manual_seed(0)
-    model = build_model(arch, image_size=image_size).train()
+    model = build_model(arch, image_size=image_size,
+                        **({"tuned_blocks": tuned_blocks} if arch == "vgg16" else {})).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8)
     gender = torch.randint(0, 2, (batch_size,))
@@ -59,9 +62,10 @@ def bench(arch: str, image_size: int, batch_size: int, steps: int, bf16: bool) -
         normalized = normalize()(images)
         with torch.no_grad(), autocast():
             features = model.forward_frozen(normalized).half()
-        rates["block-4 feature caching images/s (once)"] = _feature_rate(model, normalized, autocast, batch_size,
-                                                                          steps)
-        rates["train images/s (block 5 + heads, cached features)"] = _median_rate(
+        tuned = "block 5" if tuned_blocks == 1 else f"blocks {6 - tuned_blocks}-5"
+        rates[f"block-{5 - tuned_blocks} feature caching images/s (once)"] = _feature_rate(
+            model, normalized, autocast, batch_size, steps)
+        rates[f"train images/s ({tuned} + heads, cached features)"] = _median_rate(
             train_step(lambda: model.forward_tuned(features.float())), batch_size, steps)
     return rates
 
@@ -80,12 +84,13 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--tuned-blocks", type=int, default=1, choices=range(1, 5), help="VGG16 blocks fine-tuned")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     for arch in args.model or ["scratch", "vgg16"]:
         size = {"scratch": 64, "vgg16": 128}[arch]
-        rates = bench(arch, size, args.batch_size, args.steps, args.precision == "bf16")
+        rates = bench(arch, size, args.batch_size, args.steps, args.precision == "bf16", args.tuned_blocks)
         for what, rate in rates.items():
             print(f"{arch} {size}px {args.precision} threads={torch.get_num_threads()}: {rate:7.1f} {what}")
 
