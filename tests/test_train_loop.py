@@ -128,8 +128,8 @@ def test_flip_cache_feeds_the_flipped_images_features(tmp_path):
 
 def test_selection_by_score_weighs_gender_points_like_years():
     by_loss, by_score = parse_args([]), parse_args(["--select", "score"])
-    worse_loss = {"loss": 1.30, "gender_acc": 0.93, "age_mae": 5.4}
-    better_loss = {"loss": 1.27, "gender_acc": 0.92, "age_mae": 5.6}
+    worse_loss = {"val_loss": 1.30, "val_gender_acc": 0.93, "val_age_mae": 5.4}  # history rows
+    better_loss = {"val_loss": 1.27, "val_gender_acc": 0.92, "val_age_mae": 5.6}
     assert selection_key(by_loss, better_loss) < selection_key(by_loss, worse_loss)
     assert selection_key(by_score, worse_loss) == pytest.approx(7 + 5.4)
     assert selection_key(by_score, worse_loss) < selection_key(by_score, better_loss)

@@ -220,12 +220,13 @@ def run_eval(inputs: Inputs, split: str, gender, age, cfg, batch_size=256) -> tu
     return parts, outs
 
 
-def selection_key(cfg: TrainConfig, val: dict) -> float:
-    """Lower is better. "score" weighs a gender error point like a year of age error: the validation loss
-    can rise while both metrics still improve, as the age distribution grows over-confident."""
+def selection_key(cfg: TrainConfig, row: dict) -> float:
+    """An epoch's history row -> the --select criterion, lower is better. "score" weighs a gender error point
+    like a year of age error: the validation loss can rise while both metrics still improve, as the age
+    distribution grows over-confident."""
     if cfg.select == "score":
-        return 100 * (1 - val["gender_acc"]) + val["age_mae"]
-    return val["loss"]
+        return 100 * (1 - row["val_gender_acc"]) + row["val_age_mae"]
+    return row["val_loss"]
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
@@ -303,8 +304,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             scheduler.step()
         else:
             scheduler.step(val["loss"])
-        if selection_key(cfg, val) < best_val:
-            best_val, stale = selection_key(cfg, val), 0
+        key = selection_key(cfg, row)
+        if key < best_val:
+            best_val, stale = key, 0
             save_model_dir(model, out / "model")
         else:
             stale += 1
@@ -325,8 +327,7 @@ def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict
     temperature = calibrate.fit_temperature(split_output(val_out)[0], sets["val"][1])
     inputs.model.gender_temperature.fill_(temperature)
     save_model_dir(inputs.model, out / "model")
-    best_row = min(history, key=lambda r: selection_key(cfg, {k[4:]: v for k, v in r.items() if k.startswith("val_")})
-                   ) if history else {}
+    best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
     atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
                                              "val_at_best": val, "epochs_run": len(history)})
     log.info("best epoch %s: val gender acc %.4f, age MAE %.2f; gender temperature %.3f",
