@@ -20,7 +20,8 @@ import time
 START = time.perf_counter()
 
 # Privacy and quiet before Gradio is imported (it reads these at import time): no analytics, and
-# uploads / generated images go to a private folder that is purged while running and removed at exit.
+# uploads / generated images go to a private folder that is purged while running (--purge-after) and
+# removed at exit.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 TEMP_DIR = tempfile.mkdtemp(prefix="face-app-")
@@ -47,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=int(env("FACE_TORCH_THREADS", "1")),
                         help="torch threads per request (env FACE_TORCH_THREADS; default 1: requests run side "
                              "by side, and on a busy 2-core machine one thread ran ~10x faster than two)")
+    parser.add_argument("--purge-after", type=int, default=int(env("FACE_PURGE_AFTER_S", "120")), metavar="S",
+                        help="delete uploads and generated images this many seconds after they were written "
+                             "(env FACE_PURGE_AFTER_S; default 120)")
     return parser.parse_args(argv)
 
 
@@ -74,7 +78,7 @@ def main(argv=None) -> None:
     gradio_import.join()
     from demo.ui import CSS, build
 
-    app = build(bank, default_model=args.model)
+    app = build(bank, default_model=args.model, purge_after_s=args.purge_after)
     app.queue(max_size=32)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
                footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,

@@ -60,13 +60,15 @@ def _decode(stream) -> np.ndarray:
                 return _check_size(_pil_to_rgb(image))
     except BadImageError:
         raise
-    except Image.DecompressionBombError as e:
-        raise BadImageError(f"The image is too large to open safely ({e})") from None
+    except Image.DecompressionBombError:  # PIL refuses to even read the header's size: far over our limit
+        raise BadImageError(f"The image is too large to open safely; the limit is "
+                            f"{MAX_PIXELS // 1_000_000} megapixels") from None
     except UnidentifiedImageError:
         raise BadImageError("This file is not an image (or not a format we can read)") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        # PIL reports truncated and corrupt data as OSError ("image file is truncated", "broken data stream")
-        raise BadImageError(f"The image file is damaged or truncated ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        # PIL reports truncated and corrupt data as OSError ("image file is truncated", "broken data stream");
+        # its wording means nothing to a user, so it is not passed on.
+        raise BadImageError("The image file is damaged or truncated") from None
 
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:

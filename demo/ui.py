@@ -1,20 +1,27 @@
-"""The Gradio interface: Photo and Webcam tabs, shared controls, About, and two named API endpoints.
+"""The Gradio interface: Photo and Webcam tabs, shared controls, About, and three named API endpoints.
 
 Everything here is glue between Gradio components and demo.pipeline: handlers turn pipeline results into
 what the components show, and turn the pipeline's errors into short messages (never a traceback).
+
+Uploads reach the handlers unprocessed (`preprocess=False`): Gradio's own image preprocessing would open the
+file with PIL first, so a broken file would fail with Gradio's generic error instead of demo.imageio's
+sentence. Uploaded files are never deleted by a handler: identical uploads share one stored path, so a
+request that deleted "its" file could pull it from under another request. Gradio's `delete_cache` purges
+them (and every generated image) within `purge_after_s` (PURGE_AFTER_S by default).
 """
 from __future__ import annotations
 
+import base64
+import collections
 import dataclasses
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import gradio as gr
 
 from demo import render
-from demo.imageio import BadImageError, load_image
+from demo.imageio import BadImageError
+from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
 from demo.ui_about import about_markdown
 from demo.ui_models import CHOICES, ModelBank, ModelLoadError
@@ -23,11 +30,21 @@ from model.cam import HEADS as CAM_HEADS
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
 HEAD_LABELS = {"gender": "Gender head", "age": "Age head"}
-TABLE_HEADERS = ["face", "gender", "P(female)", "age", "age range (80%)", "detector score"]
+TABLE_HEADERS = ["face", "gender (confidence)", "age", "age range (80%)", "detector score"]
+DETECTOR_LABELS = {
+    "auto": "Auto: whole photo + tiles for small faces",
+    "full": "Full-range model only",
+    "short": "Short-range (faces near the camera)",
+    "both": "Both models, merged",
+}
 
-# Webcam: ~4 frames a second keeps two CPU cores responsive for everyone; a session streams for at most
-# two minutes at a time (it can be restarted), and at most two streams run at once.
-STREAM_EVERY_S = 0.25
+# Uploads and generated images are deleted this long after they were written (checked every half of it).
+PURGE_AFTER_S = 120
+
+# Webcam: a frame every 0.1 s (10 frames/s). The scratch model needs 25-60 ms per frame here; a frame that
+# arrives while the previous one is still running waits for it (one at a time per stream). A stream runs for
+# at most two minutes (it can be restarted), and at most two streams run at once on two cores.
+STREAM_EVERY_S = 0.1
 STREAM_TIME_LIMIT_S = 120
 STREAM_CONCURRENCY = 2
 
@@ -37,39 +54,23 @@ CSS = """
 """
 
 
-def photo_input(**kwargs) -> gr.Image:
-    """A gr.Image whose handler gets the uploaded file's path without it being opened first.
-
-    Stock gr.Image opens uploads with PIL before the handler runs, so a broken file fails with Gradio's
-    generic error and is never deleted. Here demo.imageio decides, with its user-facing messages."""
-    image = gr.Image(type="filepath", **kwargs)
-    stock = image.preprocess
-
-    def preprocess(payload):
-        if payload is None or payload.path is None:  # webcam snapshots arrive inline (data: URLs)
-            return stock(payload)
-        return str(payload.path)
-
-    # Set on the instance: a gr.Image subclass would make Gradio write a .pyi stub next to this module.
-    image.preprocess = preprocess
-    return image
-
-
-def gradio_temp_dir() -> Path:
-    """Where Gradio keeps uploads and generated files (app.py points GRADIO_TEMP_DIR at a private folder)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
-
-
-def forget_upload(path: str | None, keep: set[Path]) -> None:
-    """Delete an uploaded file once it is decoded: uploads are not kept beyond the request.
-
-    Only files inside Gradio's temporary folder are touched, and never those in `keep`: Gradio's copies of
-    the examples live there too (and an upload of the same picture lands on the same path)."""
-    if not path:
-        return
-    file = Path(path).resolve()
-    if gradio_temp_dir() in file.parents and file not in keep:
-        file.unlink(missing_ok=True)
+def upload_source(payload) -> str | bytes | None:
+    """An unprocessed image payload (Gradio's FileData as a dict, or a plain path) -> path or bytes to decode."""
+    if payload is None:
+        return None
+    if isinstance(payload, (str, Path)):
+        return str(payload)
+    if isinstance(payload, dict):
+        if payload.get("path"):
+            return str(payload["path"])
+        url = payload.get("url") or ""
+        if url.startswith("data:") and "," in url:  # inline images (e.g. pasted) arrive as data: URLs
+            try:
+                return base64.b64decode(url.split(",", 1)[1], validate=False)
+            except ValueError:
+                raise gr.Error("This file is not an image (or not a format we can read)",
+                               print_exception=False) from None
+    raise gr.Error("No image was sent.", print_exception=False)
 
 
 def run(bank: ModelBank, model_name: str, image, **options):
@@ -80,15 +81,21 @@ def run(bank: ModelBank, model_name: str, image, **options):
         raise gr.Error(str(error), print_exception=False) from None
 
 
+def gender_text(face) -> str:
+    """The predicted gender with its probability, as on the image's labels: "F 85%" means P(female) = 0.85."""
+    letter, p = ("F", face.p_female) if face.p_female >= 0.5 else ("M", 1 - face.p_female)
+    return f"{letter} {p:.0%}"
+
+
 def table_rows(faces) -> list[list]:
-    return [[f"#{face.index + 1}", face.gender, f"{face.p_female:.0%}", f"{face.age:.0f} y",
+    return [[f"#{face.index + 1}", gender_text(face), f"{face.age:.0f} y",
              f"{face.age_low:.0f}–{face.age_high:.0f} y",
              "—" if face.det_score is None else f"{face.det_score:.2f}"]  # "—": whole image, no detector
             for face in faces]
 
 
 def face_choices(faces) -> list[tuple[str, int]]:
-    return [(f"#{face.index + 1} · {face.label()}", face.index) for face in faces]
+    return [(f"#{face.index + 1} · {gender_text(face)} · {face.age:.0f} y", face.index) for face in faces]
 
 
 def summary(result, model_name: str) -> str:
@@ -98,42 +105,51 @@ def summary(result, model_name: str) -> str:
     return "  \n".join([head, *result.notes])
 
 
+def face_at(result, x: float, y: float) -> int | None:
+    """The face whose box contains image pixel (x, y); the smallest one if boxes overlap."""
+    if result is None:
+        return None
+    hits = [f for f in result.faces if f.box[0] <= x <= f.box[0] + f.box[2] and f.box[1] <= y <= f.box[1] + f.box[3]]
+    return min(hits, key=lambda f: f.box[2] * f.box[3]).index if hits else None
+
+
 # ---------------------------------------------------------------- photo tab
 
-def analyze(bank, pixels, model_name, min_score, cam_on, head, detect=True):
-    """pixels -> (annotated, table, result, face picker, CAM image, summary)."""
-    if pixels is None:
-        return None, [], None, gr.update(choices=[], value=None), None, ""
-    # Both heads' maps come from one forward pass, so switching the head later only redraws.
-    result = run(bank, model_name, pixels, min_score=min_score, detect=detect,
+def analyze(bank, image, model_name, min_score, cam_on, detect, detector):
+    """image -> (decoded pixels, annotated, table, result, face picker, gender CAM, age CAM, summary)."""
+    if image is None:
+        return None, None, [], None, gr.update(choices=[], value=None), None, None, ""
+    # Both heads' maps come from one forward pass.
+    result = run(bank, model_name, image, min_score=min_score, detect=detect, detector=detector,
                  cam_heads=CAM_HEADS if cam_on else ())
     first = result.faces[0].index if result.faces else None
     picker = gr.update(choices=face_choices(result.faces), value=first, interactive=bool(result.faces))
-    return (result.annotated, table_rows(result.faces), result, picker,
-            cam_image(result, first, cam_on, head), summary(result, model_name))
+    return (result.image, result.annotated, table_rows(result.faces), result, picker,
+            *cam_images(result, first), summary(result, model_name))
 
 
-def cam_image(result, face_index, cam_on, head):
-    """The chosen face, aligned as the model saw it, with the chosen head's Grad-CAM blended in."""
-    if result is None or not cam_on or face_index is None or not result.faces:
-        return None
+def cam_images(result, face_index) -> tuple:
+    """The chosen face, aligned as the model saw it, with each head's Grad-CAM blended in: (gender, age)."""
+    if result is None or face_index is None or not result.faces:
+        return None, None
     face = result.faces[int(face_index)]
-    return face.cam_image(head) if head in face.cams else None
-
-
-def read_upload(path, keep: set[Path]):
-    """Decode the uploaded file into memory and delete it; a bad file becomes a clean error."""
-    if not path:
-        return None
-    try:
-        return load_image(path)
-    except BadImageError as error:
-        raise gr.Error(str(error), print_exception=False) from None
-    finally:
-        forget_upload(path, keep)
+    return tuple(face.cam_image(head) if head in face.cams else None for head in CAM_HEADS)
 
 
 # ---------------------------------------------------------------- webcam tab
+
+@dataclasses.dataclass
+class Stream:
+    """One webcam session's state: the face tracker and the arrival times of recent frames."""
+    tracker: FaceTracker = dataclasses.field(default_factory=FaceTracker)
+    arrivals: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=20))
+
+    def tick(self) -> float | None:
+        """Record a frame's arrival; the frame rate over the recent frames (None until there are two)."""
+        self.arrivals.append(time.monotonic())
+        span = self.arrivals[-1] - self.arrivals[0]
+        return (len(self.arrivals) - 1) / span if span > 0 else None
+
 
 def smoothed_faces(tracker: FaceTracker, faces) -> list:
     """Faces with their readouts replaced by each track's moving average (steady labels)."""
@@ -141,17 +157,18 @@ def smoothed_faces(tracker: FaceTracker, faces) -> list:
     return [dataclasses.replace(face, **track.values) for face, track in zip(faces, tracks)]
 
 
-def on_frame(bank, frame, model_name, min_score, cam_on, head, tracker):
+def on_frame(bank, frame, model_name, min_score, cam_on, head, stream):
     if frame is None:
-        return gr.skip(), gr.skip(), tracker
+        return gr.skip(), gr.skip(), stream
     start = time.perf_counter()
-    tracker = tracker or FaceTracker()
+    stream = stream or Stream()
+    rate = stream.tick()
     try:  # the short-range detector is made for faces within ~2 m of a camera, and is the faster one
         result = run(bank, model_name, frame, min_score=min_score, detector="short",
-                     cam_heads=(head,) if cam_on else ())
+                     cam_heads=(head,) if cam_on else (), draw=False)
     except gr.Error as error:  # said in the status line: a toast on every frame would pile up
-        return frame, f"⚠️ {error.message}", tracker
-    faces = smoothed_faces(tracker, result.faces)
+        return frame, f"⚠️ {error.message}", stream
+    faces = smoothed_faces(stream.tracker, result.faces)
     shown = result.image
     if cam_on and faces:
         biggest = max(faces, key=lambda f: f.box[2] * f.box[3])
@@ -161,64 +178,88 @@ def on_frame(bank, frame, model_name, min_score, cam_on, head, tracker):
     total_ms = (time.perf_counter() - start) * 1000
     parts = " · ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
     found = len(faces)
-    latency = f"**{total_ms:.0f} ms** per frame ({parts} ms) · {found} face{'s' if found != 1 else ''}"
-    return annotated, latency, tracker
+    fps = f" · {rate:.1f} frames/s" if rate else ""
+    latency = f"**{total_ms:.0f} ms** per frame ({parts} ms){fps} · {found} face{'s' if found != 1 else ''}"
+    return annotated, latency, stream
 
 
 # ---------------------------------------------------------------- API
 
-def api_predict(bank, keep, path, model_name, min_score, detect):
-    pixels = read_upload(path, keep)
-    if pixels is None:
+def api_result(bank, payload, model_name, min_score, detect, detector, *, cams=False, draw=False):
+    image = upload_source(payload)
+    if image is None:
         raise gr.Error("No image was sent.", print_exception=False)
-    result = run(bank, model_name, pixels, min_score=float(min_score), detect=bool(detect))
+    if detector not in DETECTORS:
+        raise gr.Error(f"detector must be one of {', '.join(DETECTORS)}", print_exception=False)
+    result = run(bank, model_name, image, min_score=float(min_score), detect=bool(detect), detector=detector,
+                 cam_heads=CAM_HEADS if cams else (), draw=draw)
     return result, {"model": model_name, "faces": [face.to_record() for face in result.faces],
                     "notes": list(result.notes), "timings_ms": dict(result.timings_ms)}
 
 
+def explain_outputs(result, record: dict) -> tuple[list, dict]:
+    """Gallery items (overlay, caption) for every face and head, and the records pointing at them."""
+    gallery = []
+    for face, face_record in zip(result.faces, record["faces"]):
+        face_record["cams"] = {}
+        for head in CAM_HEADS:
+            face_record["cams"][head] = len(gallery)
+            gallery.append((face.cam_image(head), f"#{face.index + 1} {head}"))
+    return gallery, record
+
+
 # ---------------------------------------------------------------- layout
 
-def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
+def build(bank: ModelBank, default_model: str = "scratch", purge_after_s: int = PURGE_AFTER_S) -> gr.Blocks:
     model_choices = [(c.label, c.name) for c in CHOICES.values()]
-    # delete_cache: Gradio's generated files (annotated images sent to browsers) go after 1-2 minutes.
-    with gr.Blocks(title="Face age & gender", analytics_enabled=False, delete_cache=(60, 60)) as app:
+    detector_choices = [(label, name) for name, label in DETECTOR_LABELS.items()]
+    with gr.Blocks(title="Face age & gender", analytics_enabled=False,
+                   delete_cache=(max(1, purge_after_s // 2), purge_after_s)) as app:
         gr.Markdown("# Face age & gender\nFinds faces, estimates age and the probability of a *female* label, "
                     "and shows with Grad-CAM what the network looked at. Predictions can be wrong; appearance "
                     "does not determine gender (see the About tab).")
         with gr.Row(equal_height=True):
             model = gr.Radio(model_choices, value=default_model, label="Model", scale=3, elem_id="model")
             min_score = gr.Slider(0.1, 0.95, value=0.5, step=0.05, label="Face detector threshold",
-                                  scale=2)
+                                  scale=2, elem_id="min-score")
             cam_on = gr.Checkbox(value=True, label="Grad-CAM", scale=1, elem_id="cam-on")
-            head = gr.Radio([(v, k) for k, v in HEAD_LABELS.items()], value="gender", label="CAM head",
-                            scale=2, elem_id="cam-head")
 
         with gr.Tab("Photo", id="photo"):
             pixels = gr.State(None)  # the decoded upload, in memory for this session only
             result = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    photo = photo_input(sources=["upload", "clipboard"], label="Photo", height=420,
-                                        elem_id="photo-input")
-                    detect = gr.Checkbox(value=True, label="Find faces (turn off for a photo that is "
-                                         "already a tight face crop)")
+                    photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo", height=420,
+                                     elem_id="photo-input")
+                    with gr.Row():
+                        detect = gr.Checkbox(value=True, label="Find faces (off: the photo is one tight face crop)",
+                                             elem_id="detect")
+                        detector = gr.Dropdown(detector_choices, value="auto", label="Face finder",
+                                               elem_id="detector")
                     gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("*.jpg"))], inputs=photo,
-                                cache_examples=False, label="Examples (public domain)")
+                                           cache_examples=False, label="Examples (public domain)")
                 with gr.Column():
-                    annotated = gr.Image(label="Faces", height=420, interactive=False, format="jpeg",
-                                         buttons=["download", "fullscreen"], elem_id="photo-output")
+                    annotated = gr.Image(label="Faces (click one for its Grad-CAM)", height=420, interactive=False,
+                                         format="jpeg", buttons=["download", "fullscreen"], elem_id="photo-output")
                     status = gr.Markdown(elem_id="photo-status")
             with gr.Row():
-                table = gr.Dataframe(headers=TABLE_HEADERS, label="All faces", interactive=False, wrap=True,
-                                     elem_classes="readout", elem_id="faces-table", scale=3)
-                with gr.Column(scale=2):
+                table = gr.Dataframe(headers=TABLE_HEADERS, label="All faces (click a row for its Grad-CAM)",
+                                     interactive=False, wrap=True, elem_classes="readout", elem_id="faces-table",
+                                     scale=3)
+                with gr.Column(scale=3):
                     face = gr.Dropdown(label="Grad-CAM for face", choices=[], interactive=True,
                                        elem_id="face-picker")
-                    cam = gr.Image(label="Grad-CAM on the aligned face", height=280, interactive=False,
-                                   format="jpeg", buttons=["download", "fullscreen"], elem_id="cam-output")
+                    with gr.Row():
+                        cam_gender = gr.Image(label="What drove the gender call", height=240, interactive=False,
+                                              format="jpeg", buttons=["download", "fullscreen"],
+                                              elem_id="cam-gender")
+                        cam_age = gr.Image(label="What drove the age estimate", height=240, interactive=False,
+                                           format="jpeg", buttons=["download", "fullscreen"], elem_id="cam-age")
 
         with gr.Tab("Webcam", id="webcam"):
-            tracker = gr.State(None)
+            stream = gr.State(None)
+            head = gr.Radio([(v, k) for k, v in HEAD_LABELS.items()], value="gender", label="Grad-CAM head",
+                            elem_id="cam-head")
             with gr.Row():
                 webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
                                   elem_id="webcam-input")
@@ -233,28 +274,28 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
 
         # API-only endpoints: plain inputs, per-face JSON out (the UI's own events are private).
         with gr.Column(visible=False):
-            api_image = photo_input(label="image")
+            api_image = gr.Image(type="filepath", label="image")
             api_model = gr.Dropdown([c.name for c in CHOICES.values()], value=default_model, label="model")
             api_min_score = gr.Number(0.5, label="min_score")
             api_detect = gr.Checkbox(True, label="detect")
+            api_detector = gr.Dropdown(list(DETECTORS), value="auto", label="detector")
             api_faces = gr.JSON(label="faces")
             api_annotated = gr.Image(label="annotated", format="jpeg")
-            predict_button, annotate_button = gr.Button(), gr.Button()
+            api_cams = gr.Gallery(label="cams", format="jpeg")
+            predict_button, annotate_button, explain_button = gr.Button(), gr.Button(), gr.Button()
 
-        keep: set[Path] = set()  # Gradio's cached example files, filled in below once all blocks exist
-        photo_outputs = [annotated, table, result, face, cam, status]
-        options = [model, min_score, cam_on, head, detect]
+        photo_outputs = [pixels, annotated, table, result, face, cam_gender, cam_age, status]
+        options = [model, min_score, cam_on, detect, detector]
         private = dict(api_visibility="private")
 
         # In the UI a bad file or a model that will not load is a warning toast and empty outputs (an
         # exception would paint "Error" over every output); API callers get the exception itself.
-        def on_photo(path, *opts):
+        def on_photo(payload, *opts):
             try:
-                decoded = read_upload(path, keep)
-                return (gr.skip(), decoded, *analyze(bank, decoded, *opts))
+                return (gr.skip(), *analyze(bank, upload_source(payload), *opts))
             except gr.Error as error:
                 gr.Warning(error.message)
-                return (None, None, *analyze(bank, None, *opts))  # also clears the unusable input
+                return (None, *analyze(bank, None, *opts))  # also clears the unusable input
 
         def on_options(decoded, *opts):
             try:
@@ -263,29 +304,45 @@ def build(bank: ModelBank, default_model: str = "scratch") -> gr.Blocks:
                 gr.Warning(error.message)
                 return analyze(bank, None, *opts)
 
-        photo.change(on_photo, [photo, *options], [photo, pixels, *photo_outputs], **private)
-        for control in (model, min_score, cam_on, detect):
+        photo.change(on_photo, [photo, *options], [photo, *photo_outputs], preprocess=False, **private)
+        for control in (model, min_score, cam_on, detect, detector):
             control.change(on_options, [pixels, *options], photo_outputs, **private)
-        for control in (face, head):  # only the overlay changes: no need to run the model again
-            control.change(cam_image, [result, face, cam_on, head], cam, **private)
+        face.change(cam_images, [result, face], [cam_gender, cam_age], **private)
 
-        webcam.stream(lambda *a: on_frame(bank, *a), [webcam, model, min_score, cam_on, head, tracker],
-                      [live, latency, tracker], stream_every=STREAM_EVERY_S, time_limit=STREAM_TIME_LIMIT_S,
+        def pick_row(evt: gr.SelectData):
+            return evt.index[0] if evt.index else gr.skip()
+
+        def pick_on_image(res, evt: gr.SelectData):
+            index = face_at(res, *evt.index) if evt.index else None
+            return gr.skip() if index is None else index
+
+        table.select(pick_row, None, face, **private)
+        annotated.select(pick_on_image, result, face, **private)
+
+        webcam.stream(lambda *a: on_frame(bank, *a), [webcam, model, min_score, cam_on, head, stream],
+                      [live, latency, stream], stream_every=STREAM_EVERY_S, time_limit=STREAM_TIME_LIMIT_S,
                       concurrency_limit=STREAM_CONCURRENCY, show_progress="hidden", **private)
 
         # Named parameters, so clients can call predict(image=..., model=..., min_score=..., detect=...).
-        def predict(image, model, min_score, detect):
-            return api_predict(bank, keep, image, model, min_score, detect)[1]
+        def predict(image, model, min_score, detect, detector):
+            return api_result(bank, image, model, min_score, detect, detector)[1]
 
-        def annotate(image, model, min_score, detect):
-            res, faces = api_predict(bank, keep, image, model, min_score, detect)
-            return res.annotated, faces
+        def annotate(image, model, min_score, detect, detector):
+            res, record = api_result(bank, image, model, min_score, detect, detector, draw=True)
+            return res.annotated, record
 
-        api_inputs = [api_image, api_model, api_min_score, api_detect]
-        predict_button.click(predict, api_inputs, api_faces, api_name="predict",
+        def explain(image, model, min_score, detect, detector):
+            return explain_outputs(*api_result(bank, image, model, min_score, detect, detector, cams=True))
+
+        api_inputs = [api_image, api_model, api_min_score, api_detect, api_detector]
+        api = dict(preprocess=False, concurrency_limit=2)
+        predict_button.click(predict, api_inputs, api_faces, api_name="predict", **api,
                              api_description="Faces in an image: box, P(female), gender, age with its 80% "
                                              "interval, detector score.")
-        annotate_button.click(annotate, api_inputs, [api_annotated, api_faces], api_name="annotate",
+        annotate_button.click(annotate, api_inputs, [api_annotated, api_faces], api_name="annotate", **api,
                               api_description="Like /predict, plus the annotated image.")
-    keep.update(Path(p).resolve() for block in app.blocks.values() for p in block.keep_in_cache)
+        explain_button.click(explain, api_inputs, [api_cams, api_faces], api_name="explain", **api,
+                             api_description="Like /predict, plus each face's Grad-CAM overlays (gender and age "
+                                             "heads) as a gallery; each face's `cams` gives their gallery "
+                                             "positions.")
     return app

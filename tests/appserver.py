@@ -19,6 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 90  # generous: CI machines can be busy; start-up is measured separately
+PURGE_AFTER_S = 8  # the test app deletes uploads this soon (120 s in real use), so the purge can be tested
 
 
 def free_port() -> int:
@@ -75,6 +76,11 @@ def app_temp_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def app_purge_after_s() -> int:
+    return PURGE_AFTER_S
+
+
+@pytest.fixture(scope="session")
 def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
     """Base URL of the running app (torn down after the session)."""
     port = free_port()
@@ -82,7 +88,8 @@ def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
            "TMPDIR": str(app_temp_dir)}
     command = [sys.executable, str(ROOT / "app.py"), "--port", str(port),
-               "--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"])]
+               "--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"]),
+               "--purge-after", str(PURGE_AFTER_S)]
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -1,8 +1,11 @@
 """The app's named API endpoints, called with gradio_client against the running app (tests/appserver.py)."""
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -80,17 +83,94 @@ def test_bad_file_gives_a_clean_error_and_the_server_keeps_serving(client, tmp_p
 
 
 def test_unknown_model_is_a_clean_error(client):
-    with pytest.raises(AppError, match="resnet9000 is not in the list of choices"):
+    with pytest.raises(AppError, match="Unknown model 'resnet9000': choose one of scratch, vgg16"):
         predict(client, EXAMPLES / "astronaut.jpg", model="resnet9000")
 
 
-def test_uploads_are_deleted_once_read(client, app_temp_dir, tmp_path):
+def test_uploads_are_purged_soon(client, app_temp_dir, app_purge_after_s, tmp_path):
     selfie = tmp_path / "my_selfie.jpg"
     Image.open(EXAMPLES / "grace_hopper.jpg").crop((50, 50, 450, 500)).save(selfie)
     assert len(predict(client, selfie)["faces"]) == 1
-    assert [p for p in app_temp_dir.rglob("my_selfie.jpg")] == []
+    deadline = time.monotonic() + 4 * app_purge_after_s
+    while list(app_temp_dir.rglob("my_selfie.jpg")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert list(app_temp_dir.rglob("my_selfie.jpg")) == []
     # ... but Gradio's copies of the examples stay, or clicking an example would break.
     assert len([p for p in app_temp_dir.rglob("*.jpg") if (EXAMPLES / p.name).is_file()]) == 4
+
+
+def test_the_same_file_from_eight_clients_at_once(app_url, tmp_path):
+    """Identical uploads share one stored path on the server: no request may lose it to another."""
+    photo = tmp_path / "group.jpg"
+    photo.write_bytes((EXAMPLES / "three_portraits.jpg").read_bytes())
+
+    def client_run(_):
+        own = Client(app_url, verbose=False)
+        return [len(predict(own, photo)["faces"]) for _ in range(4)]
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = [n for run in pool.map(client_run, range(8)) for n in run]
+    assert len(counts) == 32 and len(set(counts)) == 1 and counts[0] >= 2
+
+
+def test_explain_returns_each_faces_cam_overlays(client, tmp_path):
+    gallery, out = client.predict(image=handle_file(str(EXAMPLES / "three_portraits.jpg")), model="scratch",
+                                  api_name="/explain")
+    assert len(out["faces"]) >= 2 and len(gallery) == 2 * len(out["faces"])
+    for face in out["faces"]:
+        assert set(face) >= RECORD_KEYS
+        for head in ("gender", "age"):
+            item = gallery[face["cams"][head]]
+            assert item["caption"] == f"#{face['index'] + 1} {head}"
+            overlay = np.asarray(Image.open(item["image"]).convert("RGB"))
+            assert overlay.shape == (200, 200, 3) and overlay.std() > 10  # an aligned face with a heat map
+    gender, age = (np.asarray(Image.open(gallery[i]["image"]), np.float32) for i in (0, 1))
+    assert np.abs(gender - age).mean() > 1  # two heads, two different maps
+
+
+def test_detector_mode_is_honoured(client):
+    short = client.predict(image=handle_file(str(EXAMPLES / "three_portraits.jpg")), detector="short",
+                           api_name="/predict")
+    auto = client.predict(image=handle_file(str(EXAMPLES / "three_portraits.jpg")), detector="auto",
+                          api_name="/predict")
+    assert len(auto["faces"]) >= len(short["faces"])
+    with pytest.raises(AppError, match="detector must be one of auto, full, short, both"):
+        client.predict(image=handle_file(str(EXAMPLES / "astronaut.jpg")), detector="magic", api_name="/predict")
+
+
+BAD_INPUTS = {  # file content -> the app's own sentence (demo/imageio.py), never PIL's wording
+    "empty": (b"", "The file is empty (0 bytes)"),
+    "text": (b"this is not a picture", "This file is not an image (or not a format we can read)"),
+    "truncated": (None, "The image file is damaged or truncated"),
+    "bomb": (None, "The image is too large"),
+    "tiny": (None, "The image is too small (1x1 px)"),
+}
+
+
+def bad_file(kind: str, folder: Path) -> Path:
+    data, _ = BAD_INPUTS[kind]
+    path = folder / f"{kind}.png"
+    if kind == "truncated":
+        whole = (EXAMPLES / "grace_hopper.jpg").read_bytes()
+        path = path.with_suffix(".jpg")
+        path.write_bytes(whole[:len(whole) // 3])
+    elif kind == "bomb":  # 20000 x 20000 px of one colour: a few hundred kB on disk
+        Image.new("L", (20_000, 20_000)).save(path, optimize=True)
+    elif kind == "tiny":
+        Image.new("RGB", (1, 1), "white").save(path)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("kind", list(BAD_INPUTS))
+def test_bad_inputs_get_the_apps_sentence_and_the_next_request_works(client, tmp_path, kind):
+    with pytest.raises(AppError) as error:
+        predict(client, bad_file(kind, tmp_path))
+    message = str(error.value)
+    assert BAD_INPUTS[kind][1] in message
+    assert "Traceback" not in message and "PIL" not in message and "cannot identify" not in message
+    assert len(predict(client, EXAMPLES / "astronaut.jpg")["faces"]) == 1
 
 
 def test_model_load_failure_is_one_clean_sentence_and_not_retried_per_request():
