@@ -84,43 +84,89 @@ def upload(page: Page, path: Path | None = None, *, name: str = "", data: bytes 
     page.locator("#photo-input input[type=file]").set_input_files(files)
 
 
+def face_count(page: Page) -> int:
+    return int(re.search(r"(\d+) face", page.locator("#photo-status").inner_text()).group(1))
+
+
 def test_photo_upload_shows_annotated_image_and_table(page):
     upload(page, EXAMPLES / "three_portraits.jpg")
     expect(page.locator("#photo-output img")).to_be_visible()
     expect(page.locator("#photo-status")).to_contain_text("3 faces")
     expect_face_rows(page, 3)
     table = page.locator("#faces-table")
-    for text in ("#1", "#3", "P(female)", "detector score"):
+    for text in ("#1", "#3", "gender (confidence)", "detector score"):
         expect(table).to_contain_text(text)
+    expect(table).to_contain_text(re.compile(r"[FM] \d+%"))  # the predicted gender's probability, as on the image
     expect(table).to_contain_text(re.compile(r"\d+–\d+ y"))  # age interval
-    cam = page.locator("#cam-output img")
-    expect(cam).to_be_visible()
-    first_face_cam = cam.get_attribute("src")
+    gender_cam, age_cam = page.locator("#cam-gender img"), page.locator("#cam-age img")
+    expect(gender_cam).to_be_visible()
+    expect(age_cam).to_be_visible()  # both heads side by side
+    first_face_cam = gender_cam.get_attribute("src")
     page.locator("#face-picker input").click()  # pick another face: its own CAM is shown
     page.get_by_role("option", name=re.compile(r"^#2 ")).click()
-    expect(cam).not_to_have_attribute("src", first_face_cam)
-    # The upload is deleted on the server once read; the photo must still show in the input.
+    expect(gender_cam).not_to_have_attribute("src", first_face_cam)
     expect(page.locator("#photo-input img")).to_be_visible()
     screenshot(page, "photo")
 
 
-def test_switch_model_and_cam_head(page):
+def test_three_photos_and_an_example_in_a_row(page, shared_dir):
+    """Every visitor uploads a second photo: each upload must show its own faces, never "Error"."""
+    wild = shared_dir / "data" / "wild-faces"
+    counts = []
+    for photo in (wild / "2008_001322.jpg", wild / "bald_guys.jpg", EXAMPLES / "grace_hopper.jpg"):
+        upload(page, photo)
+        previous = rf"(?!{counts[-1]} face)" if counts else ""  # wait for this photo's answer, not the last one's
+        expect(page.locator("#photo-status")).to_have_text(re.compile(rf"^\s*{previous}\d+ faces? · .* ms"))
+        counts.append(face_count(page))
+        expect_face_rows(page, counts[-1])
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    assert counts[1] == 24 and counts[2] == 1 and counts[0] not in (1, 24), counts
+    page.locator(".gallery-item").nth(3).click()  # the three_portraits example
+    expect(page.locator("#photo-status")).to_contain_text("3 faces")
+    expect_face_rows(page, 3)
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    screenshot(page, "photo-after-four")
+
+
+def test_crowd_is_numbered_and_clicks_pick_a_face(page, shared_dir):
+    upload(page, shared_dir / "data" / "wild-faces" / "bald_guys.jpg")
+    expect(page.locator("#photo-status")).to_contain_text("24 faces")
+    picker = page.locator("#face-picker input")
+    expect(picker).to_have_value(re.compile(r"^#1 "))
+    page.locator("#faces-table").get_by_text("#7", exact=True).click()  # a table row
+    expect(picker).to_have_value(re.compile(r"^#7 "))
+    screenshot(page, "crowd")
+    # A face on the annotated image: map the face's box centre (API numbers) into the displayed image.
+    image = page.locator("#photo-output img")
+    natural = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    shown = image.bounding_box()
+    scale = min(shown["width"] / natural[0], shown["height"] / natural[1])
+    left = shown["x"] + (shown["width"] - natural[0] * scale) / 2
+    top = shown["y"] + (shown["height"] - natural[1] * scale) / 2
+    from gradio_client import Client, handle_file
+    faces = Client(page.url, verbose=False).predict(handle_file(str(shared_dir / "data" / "wild-faces" / "bald_guys.jpg")),
+                                                    api_name="/predict")["faces"]
+    x, y, w, h = faces[12]["box"]
+    page.mouse.click(left + (x + w / 2) * scale, top + (y + h / 2) * scale)
+    expect(picker).to_have_value(re.compile(r"^#13 "))
+
+
+def test_switch_model_and_cam_off(page):
     upload(page, EXAMPLES / "astronaut.jpg")
     expect(page.locator("#photo-status")).to_contain_text("Scratch CNN")
-    cam = page.locator("#cam-output img")
+    cam = page.locator("#cam-gender img")
     expect(cam).to_be_visible()
-    gender_cam = cam.get_attribute("src")
+    scratch_cam = cam.get_attribute("src")
 
     page.locator("#model").get_by_text("VGG16").click()
     expect(page.locator("#photo-status")).to_contain_text("VGG16")
     expect_face_rows(page, 1)
+    expect(cam).not_to_have_attribute("src", scratch_cam)
+    screenshot(page, "photo-vgg16")
 
-    page.locator("#cam-head").get_by_text("Age head").click()
-    expect(cam).not_to_have_attribute("src", gender_cam)
-    screenshot(page, "photo-vgg16-age-cam")
-
-    page.locator("#cam-on").get_by_text("Grad-CAM").click()  # CAM off: the overlay goes away
-    expect(page.locator("#cam-output img")).to_have_count(0)
+    page.locator("#cam-on").get_by_text("Grad-CAM").click()  # CAM off: the overlays go away
+    expect(page.locator("#cam-gender img")).to_have_count(0)
+    expect(page.locator("#cam-age img")).to_have_count(0)
 
 
 def test_bad_file_shows_a_clean_message(page):
@@ -130,6 +176,15 @@ def test_bad_file_shows_a_clean_message(page):
     expect(page.get_by_text("Traceback")).to_have_count(0)
     screenshot(page, "bad-file")
     upload(page, EXAMPLES / "grace_hopper.jpg")  # and the app keeps working
+    expect_face_rows(page, 1)
+
+
+def test_truncated_file_shows_the_apps_sentence(page):
+    whole = (EXAMPLES / "grace_hopper.jpg").read_bytes()
+    upload(page, name="cut.jpg", data=whole[:len(whole) // 3])
+    expect(page.get_by_text("The image file is damaged or truncated")).to_be_visible()
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    upload(page, EXAMPLES / "astronaut.jpg")
     expect_face_rows(page, 1)
 
 
@@ -147,8 +202,17 @@ def test_webcam_streams_annotated_frames(page):
     latency = page.locator("#latency")
     expect(latency).to_contain_text(re.compile(r"\d+ ms per frame"))
     expect(latency).to_contain_text("1 face")
+    expect(latency).to_contain_text(re.compile(r"\d+\.\d frames/s"))
     first = page.locator("#webcam-output img").get_attribute("src")
     expect(page.locator("#webcam-output img")).not_to_have_attribute("src", first)  # frames keep coming
+    # Frames shown per second in the browser, counted over 5 s (the README's figure comes from this test).
+    count = page.evaluate("""() => new Promise(done => {
+        const img = document.querySelector('#webcam-output img'); let n = 0; let last = img.src;
+        const timer = setInterval(() => { if (img.src !== last) { n++; last = img.src; } }, 5);
+        setTimeout(() => { clearInterval(timer); done(n); }, 5000);
+    })""")
+    print(f"webcam: {count / 5:.1f} frames/s shown; server says: {latency.inner_text()}")
+    assert count / 5 >= 4  # 10 on an idle machine; a loaded CI machine must still stream
     screenshot(page, "webcam")
     page.get_by_role("button", name="capture photo").click()  # Stop
 
