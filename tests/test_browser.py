@@ -5,12 +5,14 @@ Screenshots go to artifacts/screenshots/ (git-ignored) for a person to look at.
 """
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 pytest_plugins = ["appserver"]
@@ -179,12 +181,23 @@ def test_bad_file_shows_a_clean_message(page):
     expect_face_rows(page, 1)
 
 
-def test_truncated_file_shows_the_apps_sentence(page):
-    whole = (EXAMPLES / "grace_hopper.jpg").read_bytes()
-    upload(page, name="cut.jpg", data=whole[:len(whole) // 3])
-    expect(page.get_by_text("The image file is damaged or truncated")).to_be_visible()
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind, data, sentence", [
+    ("truncated", lambda: (EXAMPLES / "grace_hopper.jpg").read_bytes()[:20_000], "The image file is damaged or truncated"),
+    ("empty", lambda: b"", "The file is empty (0 bytes)"),
+    ("tiny", lambda: png(Image.new("RGB", (1, 1))), "The image is too small (1x1 px)"),
+    ("bomb", lambda: png(Image.new("L", (20_000, 20_000))), "The image is too large to open safely"),
+])
+def test_bad_inputs_show_the_apps_sentence(page, kind, data, sentence):
+    upload(page, name=f"{kind}.png", data=data())
+    expect(page.get_by_text(sentence)).to_be_visible()
     expect(page.get_by_text("Error", exact=True)).to_have_count(0)
-    upload(page, EXAMPLES / "astronaut.jpg")
+    upload(page, EXAMPLES / "astronaut.jpg")  # the next photo works
     expect_face_rows(page, 1)
 
 
