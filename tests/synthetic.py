@@ -24,3 +24,28 @@ def make_utkface_folder(root: Path, n: int = 120, seed: int = 0) -> Path:
         age, gender, race = int(rng.integers(1, 90)), int(rng.integers(0, 2)), int(rng.integers(0, 5))
         face_image(age, gender, seed * 100_000 + i).save(folder / f"{age}_{gender}_{race}_2017011{i:010d}.jpg.chip.jpg")
     return folder
+
+
+FAIRFACE_AGES = {"0-2": 1, "03-Sep": 6, "Oct-19": 15, "20-29": 25, "30-39": 35, "40-49": 45, "50-59": 55,
+                 "60-69": 65, "more than 70": 78}  # label as in our copy (spreadsheet-mangled) -> a typical age
+FAIRFACE_RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian", "Middle Eastern")
+
+
+def make_fairface_folder(root: Path, n: int = 120, n_val: int = 20, seed: int = 0,
+                         image_dir: str = "fair_face") -> Path:
+    """`root/fairface/` laid out like our copy: fairface_label_{train,val}.csv (file, age, gender, race,
+    service_test; ages spreadsheet-mangled) beside `image_dir/{train,val}/N.jpg` ("." = the official zip)."""
+    folder = root / "fairface"
+    rng = np.random.default_rng(seed)
+    labels = list(FAIRFACE_AGES)
+    for part, count in (("train", n), ("val", n_val)):
+        (folder / image_dir / part).mkdir(parents=True, exist_ok=True)
+        lines = ["file,age,gender,race,service_test"]
+        for i in range(1, count + 1):
+            age, gender = labels[int(rng.integers(len(labels)))], int(rng.integers(0, 2))
+            race = FAIRFACE_RACES[int(rng.integers(len(FAIRFACE_RACES)))]
+            face_image(FAIRFACE_AGES[age], gender, seed * 100_000 + 50_000 + i, size=56).save(
+                folder / image_dir / part / f"{i}.jpg")
+            lines.append(f"{part}/{i}.jpg,{age},{'Female' if gender else 'Male'},{race},{'TRUE' if i % 2 else 'FALSE'}")
+        (folder / f"fairface_label_{part}.csv").write_text("\n".join(lines) + "\n")
+    return folder

@@ -1,17 +1,26 @@
-"""UTKFace labels, deduplication before splitting, the split, other layouts, corrupt images."""
+"""UTKFace and FairFace labels, deduplication before splitting, the split, other layouts, corrupt images,
+the range-label loss and the balanced sampler."""
 from __future__ import annotations
 
 import logging
 import shutil
 import tarfile
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
-from synthetic import face_image, make_utkface_folder
-from train.data import (UNKNOWN, Record, age_band, dedupe, load_records, parse_utkface_name, read_split_csv,
-                        scan_celeba, scan_utkface, split_records, write_split_csv)
-from train.images import load_images
+from model.age import AGE_BINS, MAX_AGE
+from synthetic import face_image, make_fairface_folder, make_utkface_folder
+from train.data import (RACES, UNKNOWN, Record, age_band, dedupe, detect_layout, load_records, parse_age_range,
+                        parse_utkface_name, read_split_csv, scan_celeba, scan_fairface, scan_utkface, split_records,
+                        write_split_csv)
+from train.images import load_images, read_face
+from train.losses import in_age_range, interval_nll, multitask_loss
+from train.sampler import BalancedSampler, cell_weights
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -145,3 +154,190 @@ def test_corrupt_images_are_skipped_with_a_count(tmp_path, caplog):
 def test_age_bands():
     assert [age_band(a) for a in (1, 5, 19, 20, 69, 70, 116, UNKNOWN)] == \
         ["0-2", "3-9", "10-19", "20-29", "60-69", "70+", "70+", "unknown"]
+
+
+# ---------------------------------------------------------------------------------------------- FairFace
+
+SHIPPED_SPLIT = Path(__file__).resolve().parents[1] / "assets" / "models" / "split.csv"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0-2", (0, 2)), ("03-Sep", (3, 9)), ("3-9", (3, 9)), ("Oct-19", (10, 19)), ("10-19", (10, 19)),
+    ("60-69", (60, 69)), ("more than 70", (70, MAX_AGE)), ("70+", (70, MAX_AGE)), (" 20-29 ", (20, 29)),
+    ("", None), (None, None), ("adult", None), ("29-20", None), ("20-29-39", None), ("Foo-19", None),
+])
+def test_fairface_age_labels(text, expected):
+    assert parse_age_range(text) == expected
+
+
+def test_race_indices_keep_utkface_and_add_fairface_groups():
+    assert RACES[:5] == ("White", "Black", "Asian", "Indian", "Others")
+    assert RACES[5:] == ("Latino_Hispanic", "East Asian", "Southeast Asian", "Middle Eastern")
+    assert parse_utkface_name("30_0_5_2017.jpg.chip.jpg") is None  # UTKFace still has five groups only
+
+
+def test_scan_fairface_reads_ranges_and_counts_bad_rows_by_reason(tmp_path):
+    folder = make_fairface_folder(tmp_path, n=30, n_val=5)
+    csv_path = folder / "fairface_label_train.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[1] = "train/1.jpg,03-Sep,Female,Indian,TRUE"  # a known row to check the labels of
+    lines[2] = "train/2.jpg,more than 70,Male,Middle Eastern,FALSE"
+    lines += ["train/3.jpg,adult,Male,White,TRUE", "train/4.jpg,,Male,White,TRUE",  # bad age x2
+              "train/5.jpg,20-29,X,White,TRUE",  # bad gender
+              "train/6.jpg,20-29,Female,Martian,TRUE", "train/7.jpg,20-29,Female,Asian,TRUE",  # bad race x2
+              "train/999.jpg,20-29,Female,White,TRUE",  # missing file
+              "train/8.jpg,20-29"]  # short row: no gender
+    csv_path.write_text("\n".join(lines) + "\n")
+    records, report = scan_fairface(folder)
+    assert report["skipped"] == {"bad_age": 2, "bad_gender": 2, "bad_race": 2, "missing_file": 1}
+    assert report["rows"] == 37 and report["kept"] == len(records) == 30
+    first, second = records[0], records[1]
+    assert (first.age, first.age_low, first.age_high, first.gender, first.race) == (UNKNOWN, 3, 9, 1, 3)
+    assert (first.band, first.has_range, first.source, first.split) == ("3-9", True, "fairface", "")
+    assert Path(first.path) == folder / "fair_face" / "train" / "1.jpg"
+    assert (second.age_low, second.age_high, second.band) == (70, MAX_AGE, "70+")
+    assert second.race == RACES.index("Middle Eastern")
+    val, _ = scan_fairface(folder, "val")
+    assert len(val) == 5 and {r.split for r in val} == {"test"}  # FairFace val: evaluation only
+
+
+@pytest.mark.parametrize("image_dir", [".", "fairface-img-margin025-trainval"])
+def test_fairface_official_layouts(tmp_path, image_dir):
+    folder = make_fairface_folder(tmp_path, n=6, n_val=2, image_dir=image_dir)
+    records, report = scan_fairface(folder)
+    assert len(records) == 6 and report["skipped"]["missing_file"] == 0
+    assert all(Path(r.path).is_file() for r in records)
+
+
+def test_load_records_reads_the_fairface_train_csv_only(tmp_path):
+    folder = make_fairface_folder(tmp_path, n=12, n_val=8)
+    assert detect_layout(folder) == "fairface"
+    records, report = load_records([folder], tmp_path / "cache")
+    assert len(records) == 12 and all("/train/" in r.path for r in records)
+    entry = report["sources"][0]
+    assert entry["layout"] == "fairface" and entry["records"] == 12 and entry["root"] == str(folder / "fair_face")
+
+
+def test_unreadable_fairface_images_are_skipped(tmp_path):
+    folder = make_fairface_folder(tmp_path, n=8, n_val=1)
+    (folder / "fair_face" / "train" / "2.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    records, _ = scan_fairface(folder)
+    images, kept = load_images(records, 32)
+    assert len(records) == 8 and len(kept) == 7 and images.shape == (7, 3, 32, 32)
+
+
+def test_range_records_have_their_band_and_exact_ones_their_age():
+    exact = Record("a.jpg", 34, 0, 0)
+    assert (exact.age_low, exact.age_high, exact.band, exact.has_range) == (34, 34, "30-39", False)
+    unknown = Record("b.jpg", UNKNOWN, 1, source="celeba")
+    assert (unknown.age_low, unknown.age_high, unknown.band) == (UNKNOWN, UNKNOWN, "unknown")
+    assert [age_band(low, high) for low, high in ((0, 2), (3, 9), (70, MAX_AGE), (25, 34))] == \
+        ["0-2", "3-9", "70+", "unknown"]
+
+
+def test_split_keeps_fairface_out_of_test_and_leaves_utkface_alone(tmp_path):
+    utk, _ = scan_utkface(make_utkface_folder(tmp_path, n=300))
+    ff, _ = scan_fairface(make_fairface_folder(tmp_path, n=400, n_val=1))
+    alone = {r.path: r.split for r in split_records([Record(**vars(r)) for r in utk], seed=4)}
+    mixed = split_records([Record(**vars(r)) for r in utk + ff], seed=4)
+    assert {r.path: r.split for r in mixed if r.source == "utkface"} == alone  # adding a source changes nothing
+    ff_counts = Counter(r.split for r in mixed if r.source == "fairface")
+    assert ff_counts["test"] == 0 and abs(ff_counts["val"] / 400 - 0.10) < 0.03
+
+
+def test_old_split_csv_reads_with_ranges_from_age(tmp_path):
+    assert "age_low" not in SHIPPED_SPLIT.read_text().splitlines()[0]  # the published format
+    records = read_split_csv(SHIPPED_SPLIT)
+    assert len(records) == 23059 and all(r.age_low == r.age_high == r.age for r in records)
+    write_split_csv(records, tmp_path / "split.csv")
+    assert (tmp_path / "split.csv").read_bytes() == SHIPPED_SPLIT.read_bytes()  # exact ages: same format
+
+
+def test_split_csv_round_trip_with_ranges(tmp_path):
+    folder = make_fairface_folder(tmp_path, n=20, n_val=1)
+    records = split_records(scan_fairface(folder)[0] + [Record(str(folder / "x.jpg"), 30, 1, 0)], seed=0)
+    write_split_csv(records, tmp_path / "split.csv", root=folder)
+    assert (tmp_path / "split.csv").read_text().splitlines()[0].endswith("age_low,age_high")
+    back = read_split_csv(tmp_path / "split.csv", root=folder)
+    assert [vars(r) for r in back] == [vars(r) for r in records]
+
+
+def test_read_face_centre_crop(tmp_path):
+    image = np.zeros((100, 100, 3), dtype=np.uint8)
+    image[20:80, 20:80] = 255  # white square on the central 60%
+    Image.fromarray(image).save(tmp_path / "square.png")
+    whole, cropped = read_face(str(tmp_path / "square.png"), 50), read_face(str(tmp_path / "square.png"), 50, crop=0.6)
+    assert whole.float().mean() / 255 == pytest.approx(0.36, abs=0.02)
+    assert cropped.float().mean() / 255 > 0.97
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+def age_output(peak: float, n: int = 1, width: float = 3.0) -> torch.Tensor:
+    """Network outputs [n, 1 + AGE_BINS]: gender logit 0 and an age distribution peaked at `peak`."""
+    years = torch.arange(AGE_BINS, dtype=torch.float32)
+    return torch.cat([torch.zeros(n, 1), (-0.5 * ((years - peak) / width) ** 2).expand(n, -1)], 1)
+
+
+def test_range_loss_falls_as_mass_moves_inside_the_range():
+    low, high = torch.tensor([20]), torch.tensor([29])
+    gender, age = torch.tensor([0]), torch.tensor([UNKNOWN])
+    losses = [multitask_loss(age_output(peak), gender, age, age_low=low, age_high=high)[1]["loss_age"]
+              for peak in (60, 45, 35, 30, 25)]
+    assert all(a > b for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < 0.15 and losses[0] > 10  # ~90% of the mass inside vs almost none
+    inside = age_output(25)[:, 1:].softmax(-1)[0, 20:30].sum()
+    assert float(interval_nll(age_output(25)[:, 1:], low, high)) == pytest.approx(-float(inside.log()), rel=1e-5)
+    # 70+ up to MAX_AGE (and beyond, clamped): mass at 85 is inside
+    assert float(interval_nll(age_output(85)[:, 1:], torch.tensor([70]), torch.tensor([MAX_AGE + 20]))) < 0.01
+
+
+def test_exact_age_loss_is_unchanged_by_range_support():
+    torch.manual_seed(0)
+    out = torch.randn(6, 1 + AGE_BINS)
+    gender, age = torch.tensor([0, 1, 0, 1, 1, 0]), torch.tensor([3, 25, 40, 61, 88, UNKNOWN])
+    plain, parts = multitask_loss(out, gender, age)
+    with_bounds, _ = multitask_loss(out, gender, age, age_low=age, age_high=age)
+    # today's formula, written out: Gaussian-target cross-entropy + 0.05 x L1 of the expected age, x 0.3
+    from model.age import expected_age, soft_age_targets
+    logits, known = out[:5, 1:], age[:5]
+    ce = -(soft_age_targets(known) * logits.log_softmax(-1)).sum(-1).mean()
+    l1 = (expected_age(logits) - known.float()).abs().mean()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], gender.float())
+    assert float(plain) == pytest.approx(float(bce + 0.3 * (ce + 0.05 * l1)), rel=1e-6)
+    assert float(with_bounds) == float(plain)
+
+
+def test_mixed_batch_averages_exact_and_range_faces():
+    out = torch.cat([age_output(30), age_output(50)])
+    gender, age = torch.tensor([0, 1]), torch.tensor([30, UNKNOWN])
+    low, high = torch.tensor([30, 40]), torch.tensor([30, 49])
+    _, mixed = multitask_loss(out, gender, age, age_low=low, age_high=high)
+    _, exact = multitask_loss(out[:1], gender[:1], age[:1])
+    ranged = float(interval_nll(out[1:, 1:], low[1:], high[1:]))
+    assert mixed["loss_age"] == pytest.approx((exact["loss_age"] + ranged) / 2, rel=1e-5)
+
+
+def test_age_range_hits_count_whole_years():
+    pred = torch.tensor([19.4, 19.6, 29.4, 29.6, 85.0])
+    low, high = torch.tensor([20, 20, 20, 20, 70]), torch.tensor([29, 29, 29, 29, MAX_AGE])
+    assert in_age_range(pred, low, high).tolist() == [False, True, True, False, True]
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+
+def test_balanced_sampler_flattens_cells_and_is_seeded():
+    cells = ["big"] * 900 + ["mid"] * 90 + ["rare"] * 10  # input shares 90% / 9% / 1%
+    sampler = BalancedSampler(cells, power=0.5, seed=3)
+    order = sampler.epoch_order(0)
+    assert len(order) == 1000 and order.min() >= 0 and order.max() < 1000
+    share = Counter(cells[i] for i in order.tolist())
+    # expected with power 0.5: 30 : 9.5 : 3.2 -> 70% / 22% / 7.4%; the max/min ratio falls from 90 to ~9.5
+    assert abs(share["big"] / 1000 - 0.70) < 0.05 and abs(share["rare"] / 1000 - 0.074) < 0.025
+    assert share["big"] / share["rare"] < 16
+    assert torch.equal(order, BalancedSampler(cells, power=0.5, seed=3).epoch_order(0))  # same seed, same order
+    assert not torch.equal(order, sampler.epoch_order(1))  # a new order each epoch
+    assert not torch.equal(order, BalancedSampler(cells, power=0.5, seed=4).epoch_order(0))
+    flat = Counter(cells[i] for i in BalancedSampler(cells, power=1.0).epoch_order(0).tolist())
+    assert all(abs(flat[c] / 1000 - 1 / 3) < 0.05 for c in ("big", "mid", "rare"))  # full inverse frequency
+    assert torch.allclose(cell_weights(cells, 0.0), torch.ones(1000, dtype=torch.float64))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from safetensors.torch import load_file
 from model.age import AGE_BINS
 from model.nets import ScratchNet, VGGNet, build_model
 from model.preprocess import normalize
-from synthetic import make_utkface_folder
+from synthetic import make_fairface_folder, make_utkface_folder
 from train import checkpoint
 from train.evaluate import evaluate_run
 from train.train import Inputs, parse_args, selection_key, train
@@ -245,3 +246,76 @@ def test_bundle_ships_weights_report_and_one_split(tmp_path, utk, monkeypatch):
     evaluate_run(other)
     with pytest.raises(SystemExit, match="must share one split"):
         bundle_run(other, tmp_path / "assets" / "vgg16")
+
+
+# ------------------------------------------------------------------------------------ several sources
+
+@pytest.fixture(scope="module")
+def fairface(tmp_path_factory):
+    return make_fairface_folder(tmp_path_factory.mktemp("ff"), n=200, n_val=30)
+
+
+def read_split(run):
+    with open(run / "split.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_utkface_and_fairface_train_together_with_a_per_source_report(tmp_path, utk, fairface):
+    broken = make_fairface_folder(tmp_path / "data", n=120, n_val=5, seed=1)
+    (broken / "fair_face" / "train" / "7.jpg").write_bytes(b"not a jpeg")  # unreadable: skipped and counted
+    config = tiny_config(tmp_path, utk)
+    config.data = [str(utk), str(broken)]
+    run = train(config)
+    report = json.loads((run / "data_report.json").read_text())
+    counts = report["counts"]
+    for split in ("train", "val"):
+        sources = counts[split]["by_source"]
+        assert set(sources) == {"utkface", "fairface"}
+        assert sum(t["n"] for t in sources.values()) == counts[split]["n"] == report[f"{split}_images"]
+        assert sum(counts[split]["gender"].values()) == counts[split]["n"]
+        assert sources["utkface"]["skipped_unreadable"] == 0
+    assert sum(counts[s]["by_source"]["fairface"]["skipped_unreadable"] for s in ("train", "val")) == 1
+    assert counts["train"]["by_source"]["fairface"]["n"] + counts["val"]["by_source"]["fairface"]["n"] == 119
+    assert "East Asian" in counts["train"]["race"] and "3-9" in counts["train"]["age_band"]
+    assert report["sources"][1]["fairface"]["skipped"] == {"bad_age": 0, "bad_gender": 0, "bad_race": 0,
+                                                            "missing_file": 0}
+    rows = read_split(run)
+    assert {r["split"] for r in rows if r["source"] == "fairface"} == {"train", "val"}  # never test
+    assert all(int(r["age_low"]) < int(r["age_high"]) for r in rows if r["source"] == "fairface")
+    history = read_history(run)
+    assert len(history) == 2
+    for row in history:
+        assert np.isfinite(float(row["val_age_mae"])) and 0 <= float(row["val_age_range_acc"]) <= 1
+
+
+def test_split_csv_reproduces_utkface_and_splits_fairface_apart(tmp_path, utk, fairface):
+    from train.train import prepare_data
+    first = tiny_config(tmp_path, utk, out=tmp_path / "a")
+    prepare_data(first, tmp_path / "a")
+    published = {r["path"]: r["split"] for r in read_split(tmp_path / "a")}
+    mixed = tiny_config(tmp_path, utk, out=tmp_path / "b", split_csv=tmp_path / "a" / "split.csv", seed=5)
+    mixed.data = [str(utk), str(fairface)]
+    sets = prepare_data(mixed, tmp_path / "b")
+    rows = read_split(tmp_path / "b")
+    utk_rows = {r["path"].split("/")[-1]: r["split"] for r in rows if r["source"] == "utkface"}
+    assert utk_rows == published  # the UTKFace split exactly, although FairFace was added and the seed differs
+    ff_splits = Counter(r["split"] for r in rows if r["source"] == "fairface")
+    assert set(ff_splits) == {"train", "val"} and sum(ff_splits.values()) == 200
+    assert len(sets["train"].labels["age_low"]) == len(sets["train"].records) == len(sets["train"].images)
+
+
+def test_limit_samples_every_source_in_proportion(tmp_path, utk, fairface):
+    from train.data import load_records
+    from train.train import limit_records
+    records, _ = load_records([utk, fairface], tmp_path / "cache")
+    chosen = limit_records(records, 100, seed=0)
+    assert Counter(r.source for r in chosen) == {"utkface": 55, "fairface": 45}  # 240 : 200
+    assert [r.path for r in limit_records(records, 100, seed=0)] == [r.path for r in chosen]
+
+
+def test_balance_option_and_score_without_exact_ages():
+    assert parse_args([]).balance == "cells" and parse_args([]).balance_power == 0.5
+    assert parse_args(["--balance", "none", "--balance-power", "0.7"]).balance_power == 0.7
+    by_score = parse_args(["--select", "score"])
+    range_only = {"val_loss": 1.0, "val_gender_acc": 0.9, "val_age_mae": float("nan"), "val_age_range_acc": 0.6}
+    assert selection_key(by_score, range_only) == pytest.approx(10 + 4)

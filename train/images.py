@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from model.preprocess import to_uint8_tensor
-from train.data import Record
+from train.data import FRAMING_CROP, Record
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,23 @@ def square_crop(image: Image.Image) -> Image.Image:
     return image.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
 
 
-def read_face(path: str, image_size: int) -> torch.Tensor | None:
-    """One training image -> uint8 [3, S, S], or None if it cannot be decoded."""
+def centre_crop(image: Image.Image, fraction: float) -> Image.Image:
+    """Keep the central `fraction` of each side (0.8 keeps the central 80%)."""
+    w, h = image.size
+    cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return image.crop((left, top, left + cw, top + ch))
+
+
+def read_face(path: str, image_size: int, crop: float | None = None) -> torch.Tensor | None:
+    """One training image -> uint8 [3, S, S], or None if it cannot be decoded. `crop`: an optional
+    fractional centre crop (per source, train.data.FRAMING_CROP) so differently framed sets match."""
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
             image.load()
-            return to_uint8_tensor(square_crop(image.convert("RGB")), image_size)
+            image = square_crop(image.convert("RGB"))
+            return to_uint8_tensor(centre_crop(image, crop) if crop else image, image_size)
     except Exception as error:  # any decoder failure means "unusable image", whatever PIL raises
         log.debug("unreadable image %s: %s", path, error)
         return None
@@ -49,6 +59,8 @@ def cache_key(records: list[Record], image_size: int) -> str:
     for r in records:
         stat = os.stat(r.path) if os.path.exists(r.path) else None
         h.update(f"{r.path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}\n".encode())
+        if FRAMING_CROP.get(r.source):  # only when set, so caches made before per-source crops stay valid
+            h.update(f"crop={FRAMING_CROP[r.source]}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -61,8 +73,8 @@ def load_images(records: list[Record], image_size: int, cache_dir: Path | None =
         keep = stored["keep"]
         return torch.from_numpy(stored["images"]), [r for r, k in zip(records, keep) if k]
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        faces = list(tqdm(pool.map(lambda r: read_face(r.path, image_size), records), total=len(records),
-                          desc=f"decoding images at {image_size}px", leave=False))
+        faces = list(tqdm(pool.map(lambda r: read_face(r.path, image_size, FRAMING_CROP.get(r.source)), records),
+                          total=len(records), desc=f"decoding images at {image_size}px", leave=False))
     keep = np.array([f is not None for f in faces], dtype=bool)
     skipped = [r.path for r, k in zip(records, keep) if not k]
     if skipped:

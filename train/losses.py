@@ -1,6 +1,7 @@
 """The multi-task loss: gender (binary cross-entropy) + age (label-distribution learning).
 
-Age is masked where it is unknown (CelebA / folder datasets), so mixed datasets train both heads.
+Age is masked where it is unknown (CelebA / folder datasets), so mixed datasets train both heads. A face
+labelled with an age range (FairFace's "20-29") gets the interval likelihood: -log P(age_low <= age <= age_high).
 """
 from __future__ import annotations
 
@@ -11,25 +12,51 @@ from model.age import expected_age, soft_age_targets
 from model.nets import split_output
 
 
-def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *, gender_weight: float = 1.0,
-                   age_weight: float = 0.3, age_l1: float = 0.05, female_weight: float = 1.0
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
-    """out [N, 1 + AGE_BINS]; gender [N] in {0, 1}; age [N] in years, negative where unknown.
+def interval_nll(age_logits: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """[N, AGE_BINS] logits, inclusive year bounds [N] -> [N] -log(sum of predicted probability over low..high).
 
-    Age loss = cross-entropy against a Gaussian label distribution + `age_l1` x |E[age] - age|: the first
-    shapes the distribution (for the interval), the second pulls the point estimate to the truth.
+    Lower as the distribution's mass moves inside the range; zero when all of it is inside. Bounds above
+    the last bin (e.g. "70+" up to MAX_AGE, or older) are clamped to it."""
+    years = torch.arange(age_logits.shape[1], device=age_logits.device)
+    top = age_logits.shape[1] - 1
+    inside = (years >= low.clamp(0, top).unsqueeze(1)) & (years <= high.clamp(0, top).unsqueeze(1))
+    return age_logits.logsumexp(-1) - age_logits.masked_fill(~inside, -torch.inf).logsumexp(-1)
+
+
+def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *, age_low: torch.Tensor | None = None,
+                   age_high: torch.Tensor | None = None, gender_weight: float = 1.0, age_weight: float = 0.3,
+                   age_l1: float = 0.05, female_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """out [N, 1 + AGE_BINS]; gender [N] in {0, 1}; age [N] in years, negative where unknown; age_low/age_high
+    [N] inclusive ranges (optional), used where age is unknown and age_low < age_high.
+
+    Exact age loss = cross-entropy against a Gaussian label distribution + `age_l1` x |E[age] - age|: the first
+    shapes the distribution (for the interval), the second pulls the point estimate to the truth. Range loss
+    = interval_nll. The age loss is the mean over all faces with either label.
     `female_weight` > 1 up-weights the female class (class-imbalance weighting).
     """
     gender_logit, age_logits = split_output(out)
     pos_weight = torch.tensor(female_weight, device=out.device)
     loss_gender = F.binary_cross_entropy_with_logits(gender_logit, gender.float(), pos_weight=pos_weight)
     known = age >= 0
+    ranged = (~known & (age_low >= 0) & (age_high > age_low)) if age_low is not None and age_high is not None \
+        else torch.zeros_like(known)
+    per_face = []
     if known.any():
         logits, ages = age_logits[known], age[known]
-        ce = -(soft_age_targets(ages) * logits.log_softmax(-1)).sum(-1).mean()
-        l1 = (expected_age(logits) - ages.float().clamp(max=logits.shape[1] - 1)).abs().mean()
-        loss_age = ce + age_l1 * l1
+        ce = -(soft_age_targets(ages) * logits.log_softmax(-1)).sum(-1)
+        l1 = (expected_age(logits) - ages.float().clamp(max=logits.shape[1] - 1)).abs()
+        per_face.append(ce + age_l1 * l1)
+    if ranged.any():
+        per_face.append(interval_nll(age_logits[ranged], age_low[ranged], age_high[ranged]))
+    if per_face:
+        loss_age = torch.cat(per_face).mean()
     else:
         loss_age = out.sum() * 0.0  # keeps the graph valid for an all-unknown batch
     total = gender_weight * loss_gender + age_weight * loss_age
     return total, {"loss": total.item(), "loss_gender": loss_gender.item(), "loss_age": loss_age.item()}
+
+
+def in_age_range(pred_age: torch.Tensor, age_low: torch.Tensor, age_high: torch.Tensor) -> torch.Tensor:
+    """[N] bool: the predicted (expected) age, to the nearest whole year, lies inside age_low..age_high (the
+    labels count whole years, so 29.4 is inside "20-29" and 29.6 is not)."""
+    return (pred_age >= age_low - 0.5) & (pred_age < age_high + 0.5)

@@ -1,4 +1,4 @@
-"""`python -m train`: train a multi-task (gender + age) model on UTKFace-style data.
+"""`python -m train`: train a multi-task (gender + age) model on UTKFace, FairFace and other face data.
 
 One readable loop for both architectures. The only difference is what feeds the trainable part:
 augmented images (scratch CNN, or VGG16 on a GPU), or the frozen VGG16 blocks' output cached once (VGG16
@@ -7,7 +7,8 @@ on a CPU).
 Run directory (--out):
   model/            best checkpoint as save_pretrained (config.json + model.safetensors), gender-calibrated
   checkpoint.pt     last epoch's full state, for --resume (written atomically)
-  train_config.json the options; split.csv the split; data_report.json counts and dedupe report
+  train_config.json the options; split.csv the split; data_report.json counts per source, race, gender and
+                    age band (train and val), skipped rows and images, dedupe report
   history.csv, curves.png, metrics.json
 """
 from __future__ import annotations
@@ -21,8 +22,10 @@ import math
 import os
 import random
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -33,10 +36,12 @@ from model.preprocess import normalize
 from train import calibrate, plots
 from train.augment import BatchAugment
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
-from train.data import load_records, read_split_csv, split_records, write_split_csv
+from train.data import (AGE_BANDS, RACES, age_band, load_records, race_name, read_split_csv, split_records,
+                        write_split_csv)
 from train.features import frozen_features
 from train.images import load_images
-from train.losses import multitask_loss
+from train.losses import in_age_range, multitask_loss
+from train.sampler import BalancedSampler, shuffled_order
 
 log = logging.getLogger("train")
 
@@ -60,6 +65,8 @@ class TrainConfig:
     schedule: str = "cosine"  # or "plateau"
     patience: int = 6  # early stopping: epochs without a better validation --select criterion
     select: str = "loss"  # best epoch by validation "loss", or "score" = gender error (%) + age MAE (years)
+    balance: str = "cells"  # "cells": sample race x gender x age-band cells more evenly; "none": plain shuffle
+    balance_power: float = 0.5  # sample weight = 1 / cell count ** power (1 = every cell equally often)
     gender_weight: float = 1.0
     age_weight: float = 0.3
     age_l1: float = 0.05
@@ -86,13 +93,14 @@ def parse_args(argv=None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         flag = "--" + f.name.replace("_", "-")
-        if f.name in ("model", "schedule", "precision", "select"):
+        if f.name in ("model", "schedule", "precision", "select", "balance"):
             continue  # added below with their choices
         if f.type == "bool":
             parser.add_argument(flag, action="store_true")
         elif f.name == "data":
             parser.add_argument(flag, nargs="+", default=default,
-                                help="UTKFace tar.gz or folder, CelebA root, or Male/Female folder tree")
+                                help="one or more of: UTKFace tar.gz or folder, FairFace folder (with "
+                                     "fairface_label_train.csv), CelebA root, Male/Female folder tree")
         else:
             kind = {"int": int, "float": float}.get(f.type, str)
             parser.add_argument(flag, type=kind, default=default)
@@ -100,6 +108,7 @@ def parse_args(argv=None) -> TrainConfig:
     parser.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--select", choices=["loss", "score"], default="loss")
+    parser.add_argument("--balance", choices=["cells", "none"], default="cells")
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     cfg.image_size = cfg.image_size or DEFAULT_SIZE[cfg.model]
     return cfg
@@ -117,33 +126,98 @@ def data_root(records) -> Path:
     return root.parent if root.is_file() else root
 
 
-def prepare_data(cfg: TrainConfig, out: Path):
+LABELS = ("gender", "age", "age_low", "age_high")
+GENDERS = ("male", "female")
+
+
+class SplitData(NamedTuple):
+    images: torch.Tensor  # uint8 [N, 3, S, S] (what Inputs feeds the model)
+    labels: dict  # LABELS -> [N] long tensors
+    records: list
+
+
+def split_data(images: torch.Tensor, records: list) -> SplitData:
+    labels = {name: torch.tensor([getattr(r, name) for r in records], dtype=torch.long) for name in LABELS}
+    return SplitData(images, labels, records)
+
+
+def limit_records(records: list, limit: int, seed: int) -> list:
+    """A seeded random subset of `limit` records, drawn from each source in proportion to its size."""
+    by_source = defaultdict(list)
+    for r in records:
+        by_source[r.source].append(r)
+    chosen, left = [], limit
+    for i, group in enumerate(by_source.values()):
+        quota = left if i == len(by_source) - 1 else min(left, round(limit * len(group) / len(records)))
+        chosen += random.Random(seed).sample(group, min(quota, len(group)))
+        left -= quota
+    return chosen
+
+
+def apply_split_csv(records: list, csv_path: Path, root: Path, source_roots: list[str]) -> list:
+    """Reuse a published split. Rows match by (source, path relative to the data folder, or to the record's
+    own source folder), so a UTKFace split still matches when other sources are added. A source the csv does
+    not list keeps its records unsplit (the caller splits them, seeded); listed sources' other records go."""
+    fixed = {(r.source, r.path): r.split for r in read_split_csv(csv_path)}
+    listed = {source for source, _ in fixed}
+    kept = []
+    for r in records:
+        keys = [r.path, os.path.relpath(r.path, root)] + [os.path.relpath(r.path, s) for s in source_roots
+                                                          if r.path.startswith(s.rstrip(os.sep) + os.sep)]
+        split = next((fixed[(r.source, k)] for k in keys if (r.source, k) in fixed), None)
+        if split:
+            r.split = split
+        if split or r.source not in listed:
+            kept.append(r)
+    return kept
+
+
+def count_table(records: list) -> dict:
+    def tally(values, order) -> dict:  # in the listed order, others ("unknown") last
+        counts = Counter(values)
+        return {k: counts[k] for k in sorted(counts, key=lambda k: (order.index(k) if k in order else len(order), k))}
+
+    bands = [age_band(low, high) for low, high in AGE_BANDS]
+    return {"n": len(records), "race": tally((race_name(r.race) for r in records), RACES),
+            "gender": tally((GENDERS[r.gender] for r in records), GENDERS),
+            "age_band": tally((r.band for r in records), bands)}
+
+
+def split_counts(chosen: list, kept: list) -> dict:
+    """Counts of the decoded faces of one split, in all and per source (with the unreadable images skipped)."""
+    table = count_table(kept) | {"by_source": {}}
+    for source in sorted({r.source for r in chosen}):
+        table["by_source"][source] = count_table([r for r in kept if r.source == source]) | {
+            "skipped_unreadable": sum(r.source == source for r in chosen) - sum(r.source == source for r in kept)}
+    return table
+
+
+def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, SplitData]:
     """Records -> split (made or reused) -> decoded train/val images. Writes split.csv, data_report.json."""
     cache_dir = Path(cfg.cache_dir)
     records, report = load_records(cfg.data, cache_dir)
     root = data_root(records)
-    if cfg.split_csv:  # reuse a published split: match rows by path relative to the data folder
-        fixed = {os.path.relpath(r.path, root): r.split for r in read_split_csv(Path(cfg.split_csv), root)}
-        records = [r for r in records if os.path.relpath(r.path, root) in fixed]
-        for r in records:
-            r.split = fixed[os.path.relpath(r.path, root)]
-    else:
-        if cfg.limit and cfg.limit < len(records):
-            records = random.Random(cfg.seed).sample(records, cfg.limit)
-        split_records(records, seed=cfg.seed)
+    if cfg.split_csv:  # reuse a published split; sources it does not cover get their own seeded split
+        records = apply_split_csv(records, Path(cfg.split_csv), root, [e["root"] for e in report["sources"]])
+    elif cfg.limit and cfg.limit < len(records):
+        records = limit_records(records, cfg.limit, cfg.seed)
+    split_records(records, seed=cfg.seed)
     write_split_csv(records, out / "split.csv", root=root)  # relative paths: portable and comparable
     report["split_root"] = str(root)
-    sets = {}
+    sets, report["counts"] = {}, {}
     for split in ("train", "val"):
         chosen = [r for r in records if r.split == split]
         images, kept = load_images(chosen, cfg.image_size, cache_dir)
         report[f"{split}_images"] = len(kept)
         report[f"{split}_skipped_unreadable"] = len(chosen) - len(kept)
-        sets[split] = (images,
-                       torch.tensor([r.gender for r in kept]),
-                       torch.tensor([r.age for r in kept]))
+        report["counts"][split] = split_counts(chosen, kept)
+        sets[split] = split_data(images, kept)
     report["test_images_listed"] = sum(r.split == "test" for r in records)
     atomic_write_json(out / "data_report.json", report)
+    log.info("data: %s", "; ".join(
+        f"{split} {c['n']} (" + ", ".join(f"{s} {t['n']}, {t['skipped_unreadable']} unreadable"
+                                          for s, t in c["by_source"].items()) + ")"
+        for split, c in report["counts"].items()))
     return sets
 
 
@@ -206,27 +280,44 @@ def make_optimizer(cfg: TrainConfig, model):
 
 
 @torch.no_grad()
-def run_eval(inputs: Inputs, split: str, gender, age, cfg, batch_size=256) -> tuple[dict, torch.Tensor]:
-    """Validation loss and metrics; also returns the raw outputs (for calibration)."""
+def run_eval(inputs: Inputs, split: str, labels: dict, cfg, batch_size=256) -> tuple[dict, torch.Tensor]:
+    """Validation loss and metrics; also returns the raw outputs (for calibration).
+
+    age_mae: on exact ages; age_range_acc: share of range-labelled faces whose expected age (nearest year)
+    is inside their range. Each is NaN when the split has no such faces."""
     inputs.model.eval()
+    gender, age, low, high = (labels[name] for name in LABELS)
     outs = torch.cat([inputs.forward(split, torch.arange(i, min(i + batch_size, len(gender))), train=False).cpu()
                       for i in range(0, len(gender), batch_size)])
-    _, parts = multitask_loss(outs, gender, age, gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
-                              age_l1=cfg.age_l1)
+    _, parts = multitask_loss(outs, gender, age, age_low=low, age_high=high, gender_weight=cfg.gender_weight,
+                              age_weight=cfg.age_weight, age_l1=cfg.age_l1)
     gender_logit, age_logits = split_output(outs)
-    known = age >= 0
+    pred_age = expected_age(age_logits)
+    known, ranged = age >= 0, (age < 0) & (low >= 0) & (high > low)
     parts["gender_acc"] = ((gender_logit > 0).long() == gender).float().mean().item()
-    parts["age_mae"] = (expected_age(age_logits[known]) - age[known]).abs().mean().item() if known.any() else math.nan
+    parts["age_mae"] = (pred_age[known] - age[known]).abs().mean().item() if known.any() else math.nan
+    parts["age_range_acc"] = in_age_range(pred_age[ranged], low[ranged], high[ranged]).float().mean().item() \
+        if ranged.any() else math.nan
     return parts, outs
 
 
 def selection_key(cfg: TrainConfig, row: dict) -> float:
     """An epoch's history row -> the --select criterion, lower is better. "score" weighs a gender error point
     like a year of age error: the validation loss can rise while both metrics still improve, as the age
-    distribution grows over-confident."""
+    distribution grows over-confident. Without exact ages (range labels only), 10 points of range misses
+    count as one year; without any age labels, gender error alone."""
     if cfg.select == "score":
-        return 100 * (1 - row["val_gender_acc"]) + row["val_age_mae"]
+        mae, range_acc = row["val_age_mae"], row.get("val_age_range_acc", math.nan)
+        age_error = mae if math.isfinite(mae) else 10 * (1 - range_acc) if math.isfinite(range_acc) else 0.0
+        return 100 * (1 - row["val_gender_acc"]) + age_error
     return row["val_loss"]
+
+
+def make_sampler(cfg: TrainConfig, records: list) -> BalancedSampler | None:
+    """--balance cells: a sampler over the race x gender x age-band cells of the training faces."""
+    if cfg.balance == "none":
+        return None
+    return BalancedSampler([(r.race, r.gender, r.band) for r in records], cfg.balance_power, cfg.seed)
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
@@ -253,7 +344,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     model.to(device)
 
     sets = prepare_data(cfg, out)
-    train_gender, train_age = sets["train"][1], sets["train"][2]
+    train_labels = sets["train"].labels
+    train_gender = train_labels["gender"]
+    sampler = make_sampler(cfg, sets["train"].records)
     inputs = Inputs(cfg, model, sets, device)
     female_weight = 1.0
     if cfg.class_weight:
@@ -276,13 +369,14 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             break
         set_tuned_trainable(model, epoch >= cfg.head_epochs)
         model.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
+        order = sampler.epoch_order(epoch) if sampler else shuffled_order(n, cfg.seed, epoch)
         sums, seen, started = {}, 0, time.time()
         bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for start in bar:
             idx = order[start:start + cfg.batch_size]
             out_batch = inputs.forward("train", idx, train=True)
-            loss, parts = multitask_loss(out_batch, train_gender[idx].to(device), train_age[idx].to(device),
+            gender, age, low, high = (train_labels[name][idx].to(device) for name in LABELS)
+            loss, parts = multitask_loss(out_batch, gender, age, age_low=low, age_high=high,
                                          gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
                                          age_l1=cfg.age_l1, female_weight=female_weight)
             optimizer.zero_grad(set_to_none=True)
@@ -293,13 +387,14 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             seen += len(idx)
             bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
         seconds = time.time() - started
-        val, _ = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
+        val, _ = run_eval(inputs, "val", sets["val"].labels, cfg)
         row = {"epoch": epoch + 1, **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
                **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],
                "images_per_s": seen / seconds, "seconds": seconds}
         history.append(row)
-        log.info("epoch %d: train loss %.4f | val loss %.4f, gender acc %.4f, age MAE %.2f | %.0f img/s",
-                 epoch + 1, row["train_loss"], val["loss"], val["gender_acc"], val["age_mae"], row["images_per_s"])
+        log.info("epoch %d: train loss %.4f | val loss %.4f, gender acc %.4f, age MAE %.2f, age range acc %.3f | "
+                 "%.0f img/s", epoch + 1, row["train_loss"], val["loss"], val["gender_acc"], val["age_mae"],
+                 val["age_range_acc"], row["images_per_s"])
         if cfg.schedule == "cosine":
             scheduler.step()
         else:
@@ -323,15 +418,15 @@ def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict
     """Reload the best epoch, calibrate its gender probability on validation, write metrics."""
     best = type(inputs.model).from_pretrained(out / "model").to(inputs.model.gender_temperature.device)
     inputs.model.load_state_dict(best.state_dict())
-    val, val_out = run_eval(inputs, "val", sets["val"][1], sets["val"][2], cfg)
-    temperature = calibrate.fit_temperature(split_output(val_out)[0], sets["val"][1])
+    val, val_out = run_eval(inputs, "val", sets["val"].labels, cfg)
+    temperature = calibrate.fit_temperature(split_output(val_out)[0], sets["val"].labels["gender"])
     inputs.model.gender_temperature.fill_(temperature)
     save_model_dir(inputs.model, out / "model")
     best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
     atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
                                              "val_at_best": val, "epochs_run": len(history)})
-    log.info("best epoch %s: val gender acc %.4f, age MAE %.2f; gender temperature %.3f",
-             best_row.get("epoch"), val["gender_acc"], val["age_mae"], temperature)
+    log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f",
+             best_row.get("epoch"), val["gender_acc"], val["age_mae"], val["age_range_acc"], temperature)
 
 
 def write_history(out: Path, history: list[dict]) -> None:
