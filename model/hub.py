@@ -16,7 +16,9 @@ Tokens come from the environment / `hf auth login` through huggingface_hub; noth
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -27,9 +29,9 @@ import httpx2  # huggingface_hub 2.4's HTTP client: its connection errors mean "
 from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from model.nets import ARCHITECTURES, AgeGenderNet, build_model
+from model.nets import ARCHITECTURES, AgeGenderNet
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
     assets = Path(assets_dir or os.environ.get(ENV_ASSETS) or ASSETS_DIR)
     if Path(spec).expanduser().is_dir():
         folder = Path(spec).expanduser()
-        model = _load(folder / MODEL_FILES[0], folder / MODEL_FILES[1])
+        model = _load(folder)
         model.source = ModelSource(model.arch, "local", str(folder))
     else:
         repo_id, _, pinned = spec.partition("@")
@@ -143,45 +145,44 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
         raise ModelLoadError(f"cannot get {at} ({reason}), it is not in the Hub cache and there are no bundled "
                              f"weights in {bundle}")
     verify_bundle(bundle)
-    model = _load(bundle / MODEL_FILES[0], bundle / MODEL_FILES[1])
+    model = _load(bundle)
     model.source = ModelSource(model.arch, "bundled", str(bundle), note=f"{reason}, {at} not cached")
     return model
 
 
 def _from_hub_files(repo_id: str, files: list[str], kind: str) -> AgeGenderNet:
-    model = _load(Path(files[0]), Path(files[1]))
+    model = _load(Path(files[1]).parent)  # the snapshot folder holds both files
     # Cached files live in .../snapshots/<commit sha>/: that folder name is the exact revision served.
     model.source = ModelSource(model.arch, kind, repo_id, revision=Path(files[1]).parent.name)
     return model
 
 
-def _load(config_path: Path, weights_path: Path) -> AgeGenderNet:
-    """Build the architecture named in config.json and load model.safetensors into it, strictly; eval mode."""
+def _load(folder: Path) -> AgeGenderNet:
+    """One loader for one folder format: the architecture named in config.json, then its `from_pretrained`
+    (PyTorchModelHubMixin: config.json as constructor arguments, model.safetensors loaded strictly); eval mode.
+    Every way the folder can be unusable becomes one ModelLoadError sentence."""
+    config_path, weights_path = folder / MODEL_FILES[0], folder / MODEL_FILES[1]
     for path in (config_path, weights_path):
         if not path.is_file():
             raise ModelLoadError(f"{path.parent} has no {path.name} (a model needs {' and '.join(MODEL_FILES)})")
     try:
-        config = json.loads(config_path.read_text())
-        arch = config.pop("arch")
-    except (ValueError, KeyError, AttributeError, TypeError):
+        arch = json.loads(config_path.read_text())["arch"]
+    except (ValueError, KeyError, TypeError):
         raise ModelLoadError(f"{config_path} is not a model config (JSON with an 'arch' field)") from None
     if arch not in ARCHITECTURES:
         raise ModelLoadError(f"{config_path} names architecture {arch!r}; this code knows {sorted(ARCHITECTURES)}")
     try:
-        model = build_model(arch, **config)
+        # strict: a partial load would be a silently broken model. float16 bundles load into the float32 model.
+        # The mixin print()s "Loading weights from local directory": kept off stdout, where the CLI writes data.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = ARCHITECTURES[arch].from_pretrained(folder, strict=True)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(f"{config_path} does not fit the {arch} architecture: {e}") from None
-    try:
-        state = load_file(weights_path)
-    except Exception as e:  # safetensors raises its own (Rust) error type on corrupt or truncated files
-        raise ModelLoadError(f"{weights_path} is corrupt or truncated ({e})") from None
-    # The bundled VGG16 may be stored in float16 to keep the repo small: run in float32 regardless.
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)  # strict: partial loads would be a silently broken model
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise ModelLoadError(f"{weights_path} does not hold {arch} weights for this config ({first})") from None
+    except Exception as e:  # safetensors raises its own (Rust) error type on corrupt or truncated files
+        raise ModelLoadError(f"{weights_path} is corrupt or truncated ({e})") from None
     return model.eval()
 
 
