@@ -33,9 +33,9 @@ Autoencoder*, CVPR 2017. The models inherit the data set's biases, including its
 and its uneven coverage of ages and ethnicities.
 
 ### Privacy
-Photos and webcam frames are processed in memory and not kept: uploads are deleted once read, generated
-images are purged from the server's temporary folder within about two minutes, there is no flagging, no
-analytics, and no run history.
+Photos and webcam frames are processed in memory and not kept: uploads and generated images are purged
+from the server's temporary folder within about two minutes, webcam frames are never written, there is no
+flagging, no analytics, and no run history.
 """
 
 
