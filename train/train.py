@@ -2,7 +2,11 @@
 
 One readable loop for both architectures. The only difference is what feeds the trainable part:
 augmented images (scratch CNN, or VGG16 on a GPU), or the frozen VGG16 blocks' output cached once (VGG16
-on a CPU).
+on a CPU). On a GPU the uint8 batches are gathered and pinned by DataLoader workers, cross to the device
+and are augmented there. Launched as N processes (`torchrun --nproc_per_node N -m train ...` or
+`accelerate launch --num_processes N -m train ...`), each trains on its own share of every batch,
+DistributedDataParallel averages the gradients, and process 0 evaluates and writes the run files
+(train/distributed.py).
 
 Run directory (--out):
   model/            best checkpoint as save_pretrained (config.json + model.safetensors), gender-calibrated
@@ -28,12 +32,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from model.nets import VGGNet, build_model, split_output
 from model.age import expected_age
 from model.preprocess import normalize
-from train import calibrate, plots
+from train import calibrate, distributed, plots
 from train.augment import BatchAugment
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
 from train.data import (AGE_BANDS, RACES, age_band, load_records, race_name, read_split_csv, split_records,
@@ -59,7 +64,8 @@ class TrainConfig:
     out: str = "runs/scratch"
     image_size: int = 0  # 0: the architecture's default
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 64  # in all: with N processes, each takes batch_size / N per step
+    workers: int = -1  # DataLoader processes gathering (and pinning) batches: -1 = 4 on a GPU, 0 on a CPU
     lr: float = 2e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # or "plateau"
@@ -192,8 +198,9 @@ def split_counts(chosen: list, kept: list) -> dict:
     return table
 
 
-def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, SplitData]:
-    """Records -> split (made or reused) -> decoded train/val images. Writes split.csv, data_report.json."""
+def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[str, SplitData]:
+    """Records -> split (made or reused) -> decoded train/val images. Writes split.csv, data_report.json
+    (unless write_files is False: the other processes of a multi-process run)."""
     cache_dir = Path(cfg.cache_dir)
     records, report = load_records(cfg.data, cache_dir)
     root = data_root(records)
@@ -202,7 +209,8 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, SplitData]:
     elif cfg.limit and cfg.limit < len(records):
         records = limit_records(records, cfg.limit, cfg.seed)
     split_records(records, seed=cfg.seed)
-    write_split_csv(records, out / "split.csv", root=root)  # relative paths: portable and comparable
+    if write_files:
+        write_split_csv(records, out / "split.csv", root=root)  # relative paths: portable and comparable
     report["split_root"] = str(root)
     sets, report["counts"] = {}, {}
     for split in ("train", "val"):
@@ -213,7 +221,8 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, SplitData]:
         report["counts"][split] = split_counts(chosen, kept)
         sets[split] = split_data(images, kept)
     report["test_images_listed"] = sum(r.split == "test" for r in records)
-    atomic_write_json(out / "data_report.json", report)
+    if write_files:
+        atomic_write_json(out / "data_report.json", report)
     log.info("data: %s", "; ".join(
         f"{split} {c['n']} (" + ", ".join(f"{s} {t['n']}, {t['skipped_unreadable']} unreadable"
                                           for s, t in c["by_source"].items()) + ")"
@@ -221,13 +230,49 @@ def prepare_data(cfg: TrainConfig, out: Path) -> dict[str, SplitData]:
     return sets
 
 
+def uses_feature_cache(cfg: TrainConfig, model, device: torch.device) -> bool:
+    """Cache VGG16's frozen blocks' output? By default on a CPU only, where running them again every epoch
+    would cost more than all the rest. On a GPU the whole network sees augmented images. Tuning all five
+    blocks leaves nothing frozen to cache."""
+    if not isinstance(model, VGGNet) or len(model.frozen) == 0:
+        return False
+    return cfg.cache_features == "on" or (cfg.cache_features == "auto" and device.type == "cpu")
+
+
+class TrainablePart(torch.nn.Module):
+    """What learns, as one module DDP can wrap: the whole model on images, the tuned blocks and the heads on
+    cached features."""
+
+    def __init__(self, model, cached: bool):
+        super().__init__()
+        self.model, self.cached = model, cached
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_tuned(x) if self.cached else self.model(x)
+
+
+class RowBatches(Dataset):
+    """Item k: (indices, stored rows) of batch k of an order; DataLoader workers gather the rows."""
+
+    def __init__(self, rows: torch.Tensor, order: torch.Tensor, batch_size: int):
+        self.rows, self.batches = rows, order.split(batch_size)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batches[k], self.rows[self.batches[k]]
+
+
 class Inputs:
     """What feeds the trainable part of the model, per split: images or cached VGG16 features."""
 
     def __init__(self, cfg: TrainConfig, model, sets, device):
         self.model, self.device = model, device
-        self.cached = isinstance(model, VGGNet) and (
-            cfg.cache_features == "on" or (cfg.cache_features == "auto" and device.type == "cpu"))
+        self.cached = uses_feature_cache(cfg, model, device)
+        self.trainable = TrainablePart(model, self.cached)
+        self.net = self.trainable  # the training forward: DDP-wrapped when there are several processes
+        self.workers = cfg.workers if cfg.workers >= 0 else 4 if device.type == "cuda" else 0
         self.flipped = None
         if self.cached:
             def features(images):
@@ -241,21 +286,31 @@ class Inputs:
         self.augment, self.normalize = BatchAugment(), normalize()
         self.bf16 = cfg.precision == "bf16"
 
-    def forward(self, split: str, idx: torch.Tensor, train: bool) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self._forward(split, idx, train).float()
+    def batches(self, split: str, order: torch.Tensor, batch_size: int) -> DataLoader:
+        """(indices, rows) for each batch of `order`, gathered by the worker processes and pinned for the GPU."""
+        return DataLoader(RowBatches(self.data[split], order, batch_size), batch_size=None,
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda")
 
-    def _forward(self, split: str, idx: torch.Tensor, train: bool) -> torch.Tensor:
-        x = self.data[split][idx]
+    def forward(self, split: str, idx: torch.Tensor, train: bool, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The outputs for samples `idx` of a split; `rows`: their stored rows when a DataLoader gathered them."""
+        x = self.batch(split, idx, train, rows)  # outside autocast: augmentation works in float32 throughout
+        net = self.net if train else self.trainable  # evaluation runs in process 0 alone: not through DDP
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return net(x).float()
+
+    def batch(self, split: str, idx: torch.Tensor, train: bool, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """What the trainable part takes, on the device: cached features (flipped for training), or images
+        (augmented for training, else normalised)."""
+        x = self.data[split][idx] if rows is None else rows
         if self.cached:
             x = x.float()
             if train:  # flip half the batch: the flipped image's cached features, or else mirrored feature maps
                 flip = torch.rand(len(x)) < 0.5
                 # (mirroring is only approximate: the conv filters are not mirror-symmetric)
                 x[flip] = self.flipped[idx[flip]].float() if self.flipped is not None else x[flip].flip(-1)
-            return self.model.forward_tuned(x.to(self.device))
-        x = self.augment(x) if train else self.normalize(x)
-        return self.model(x.to(self.device))
+            return x.to(self.device)
+        x = x.to(self.device, non_blocking=True)  # uint8: a quarter of float's bytes; augmented on the device
+        return self.augment(x) if train else self.normalize(x)
 
 
 # ------------------------------------------------------------------------------------------------- loop
@@ -287,8 +342,8 @@ def run_eval(inputs: Inputs, split: str, labels: dict, cfg, batch_size=256) -> t
     is inside their range. Each is NaN when the split has no such faces."""
     inputs.model.eval()
     gender, age, low, high = (labels[name] for name in LABELS)
-    outs = torch.cat([inputs.forward(split, torch.arange(i, min(i + batch_size, len(gender))), train=False).cpu()
-                      for i in range(0, len(gender), batch_size)])
+    outs = torch.cat([inputs.forward(split, idx, train=False, rows=rows).cpu()
+                      for idx, rows in inputs.batches(split, torch.arange(len(gender)), batch_size)])
     _, parts = multitask_loss(outs, gender, age, age_low=low, age_high=high, gender_weight=cfg.gender_weight,
                               age_weight=cfg.age_weight, age_l1=cfg.age_l1)
     gender_logit, age_logits = split_output(outs)
@@ -321,40 +376,53 @@ def make_sampler(cfg: TrainConfig, records: list) -> BalancedSampler | None:
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
+    procs = distributed.start(pick_device(cfg.device))  # one process, or this one of a launcher's N
+    device = procs.device
+    if cfg.batch_size % procs.world:
+        raise SystemExit(f"--batch-size {cfg.batch_size} does not split evenly over {procs.world} processes")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     config_path = out / "train_config.json"
-    if resume and checkpoint_path.exists():
+    resuming = resume and checkpoint_path.exists()
+    if resuming:
         previous = json.loads(config_path.read_text())
         defaults = dataclasses.asdict(TrainConfig())  # options added since that run had their defaults
-        now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("epochs", "push_to_hub")}
+        now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("epochs", "push_to_hub", "workers")}
         changed = sorted(k for k in now if previous.get(k, defaults[k]) != now[k])
         if changed:
             raise SystemExit(f"{out} holds a run with other options ({', '.join(changed)}); "
                              "use another --out or delete it")
-    atomic_write_json(config_path, dataclasses.asdict(cfg))
+    if procs.main:
+        atomic_write_json(config_path, dataclasses.asdict(cfg))
 
-    torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size: let cuDNN time and pick the fastest convolutions
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # fp32 on tensor cores
     model = build_model(cfg.model, image_size=cfg.image_size,
                         **({"tuned_blocks": cfg.tuned_blocks} if cfg.model == "vgg16" else {}))
     if isinstance(model, VGGNet) and cfg.vgg_weights != "random":
         model.load_imagenet(cfg.vgg_weights)
     model.to(device)
 
-    sets = prepare_data(cfg, out)
+    with procs.main_first():  # process 0 decodes and caches; the others then read its caches
+        sets = prepare_data(cfg, out, write_files=procs.main)
+        inputs = Inputs(cfg, model, sets, device)
+    if not procs.main:  # its own augmentation and dropout draws (process 0 keeps the one-process stream)
+        torch.manual_seed(cfg.seed + procs.rank)
     train_labels = sets["train"].labels
     train_gender = train_labels["gender"]
     sampler = make_sampler(cfg, sets["train"].records)
-    inputs = Inputs(cfg, model, sets, device)
+    log.info("training on %s%s, %s, %s", device, f" x {procs.world} processes" if procs.world > 1 else "",
+             cfg.precision, "cached VGG16 features" if inputs.cached else f"images augmented on the {device.type}")
     female_weight = 1.0
     if cfg.class_weight:
         female_weight = float((train_gender == 0).sum() / max(1, (train_gender == 1).sum()))
     optimizer, scheduler = make_optimizer(cfg, model)
 
     history, start_epoch, best_val, stale = [], 0, math.inf, 0
-    if resume and checkpoint_path.exists():
+    if resuming:
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -367,14 +435,17 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         if stale >= cfg.patience:
             log.info("early stopping: validation %s has not improved for %d epochs", cfg.select, stale)
             break
-        set_tuned_trainable(model, epoch >= cfg.head_epochs)
+        if epoch in (start_epoch, cfg.head_epochs):  # DDP fixes the set of parameters it syncs when it wraps
+            set_tuned_trainable(model, epoch >= cfg.head_epochs)
+            inputs.net = procs.wrap(inputs.trainable)
         model.train()
-        order = sampler.epoch_order(epoch) if sampler else shuffled_order(n, cfg.seed, epoch)
-        sums, seen, started = {}, 0, time.time()
-        bar = tqdm(range(0, n, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-        for start in bar:
-            idx = order[start:start + cfg.batch_size]
-            out_batch = inputs.forward("train", idx, train=True)
+        # every process draws the same epoch order (seeded) and trains on its own share of it
+        order = procs.shard(sampler.epoch_order(epoch) if sampler else shuffled_order(n, cfg.seed, epoch))
+        sums, seen, trained, started = {}, 0, [], time.time()
+        bar = tqdm(inputs.batches("train", order, cfg.batch_size // procs.world),
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not procs.main)
+        for idx, rows in bar:
+            out_batch = inputs.forward("train", idx, train=True, rows=rows)
             gender, age, low, high = (train_labels[name][idx].to(device) for name in LABELS)
             loss, parts = multitask_loss(out_batch, gender, age, age_low=low, age_high=high,
                                          gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
@@ -385,9 +456,16 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * len(idx)
             seen += len(idx)
+            trained.append(idx)
             bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
         seconds = time.time() - started
-        val, _ = run_eval(inputs, "val", sets["val"].labels, cfg)
+        if procs.debugging:  # for tests: what this process trained on, its own sums, its weights
+            procs.debug_record(epoch=epoch + 1, indices=torch.cat(trained).tolist(), seen=seen, sums=sums,
+                               param_sum=sum(p.detach().double().sum().item() for p in model.parameters()))
+        seen, *totals = procs.all_sum([seen, *sums.values()])  # over all processes
+        sums = dict(zip(sums, totals))
+        # process 0 evaluates on the whole validation split; all take its numbers, so all decide alike
+        val = procs.broadcast(run_eval(inputs, "val", sets["val"].labels, cfg)[0] if procs.main else None)
         row = {"epoch": epoch + 1, **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
                **{f"val_{k}": v for k, v in val.items()}, "lr": optimizer.param_groups[0]["lr"],
                "images_per_s": seen / seconds, "seconds": seconds}
@@ -402,15 +480,20 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         key = selection_key(cfg, row)
         if key < best_val:
             best_val, stale = key, 0
-            save_model_dir(model, out / "model")
+            if procs.main:
+                save_model_dir(model, out / "model")
         else:
             stale += 1
-        save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history,
-                                          "best_val": best_val, "stale": stale})
-        write_history(out, history)
+        if procs.main:
+            save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                              "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                              "history": history, "best_val": best_val, "stale": stale})
+            write_history(out, history)
 
-    finish(cfg, out, inputs, sets, history)
+    if procs.main:
+        finish(cfg, out, inputs, sets, history)
+    procs.barrier()  # the others wait for process 0's run files
+    procs.close()
     return out
 
 
@@ -438,9 +521,13 @@ def write_history(out: Path, history: list[dict]) -> None:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    rank = distributed.launched_rank()  # the other processes of a multi-process run only log warnings
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, datefmt="%H:%M:%S",
+                        format="%(asctime)s " + (f"[rank {rank}] " if rank else "") + "%(name)s: %(message)s")
     cfg = parse_args(argv)
     out = train(cfg)
+    if rank:
+        return
     if cfg.push_to_hub:
         from train.evaluate import evaluate_run
         from train.push import push_run
