@@ -8,8 +8,9 @@ import torch
 from model.age import AGE_BINS, age_interval, expected_age
 from train.calibrate import fit_temperature
 from train.data import UNKNOWN
-from train.metrics import (age_mae, all_metrics, confusion, cumulative_score, expected_calibration_error,
-                           f1_weighted, gender_accuracy, reliability)
+from train.metrics import (age_mae, all_metrics, children_metrics, confusion, cumulative_score,
+                           end_to_end_metrics, expected_calibration_error, f1_weighted, gender_accuracy,
+                           interval_overlap, mean_signed_error, range_accuracy, reliability, worst_group_gap)
 
 P = np.array([0.9, 0.8, 0.3, 0.6, 0.2, 0.45])  # p_female
 G = np.array([1, 1, 0, 0, 1, 0])  # true: female, female, male, male, female, male
@@ -48,10 +49,63 @@ def test_age_mae_and_cs5_ignore_unknown_ages():
 def test_group_tables():
     m = all_metrics(P, G, np.array([20, 30, 40, 50, 60, 70.0]), np.array([22, 30, 45, 50, 61, 80]),
                     np.array([0, 0, 1, 1, 2, UNKNOWN]))
-    assert m["by_race"]["White"] == {"n": 2, "gender_accuracy": 1.0, "age_mae": 1.0}
+    assert m["by_race"]["White"] == {"n": 2, "gender_accuracy": 1.0, "age_mae": 1.0, "age_signed_error": -1.0}
     assert m["by_race"]["unknown"]["n"] == 1 and m["by_race"]["unknown"]["age_mae"] == 10
     assert m["by_age_band"]["40-49"]["age_mae"] == 5.0
     assert m["gender"]["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_range_accuracy_counts_whole_years():
+    low, high = np.full(6, 20), np.full(6, 29)
+    pred = np.array([19.4, 19.6, 25.0, 29.4, 29.6, np.nan])  # labels are whole years: 29.4 reads "29", 29.6 "30"
+    assert range_accuracy(pred, low, high) == pytest.approx(3 / 6)  # 19.6, 25, 29.4; NaN (no face) is wrong
+
+
+def test_interval_overlap_needs_one_shared_year():
+    low, high = np.array([20, 20, 20, 20]), np.array([29, 29, 29, 29])
+    pred_low, pred_high = np.array([10, 29, 30, 22]), np.array([19, 40, 45, 25])  # before, touching, after, inside
+    assert interval_overlap(pred_low, pred_high, low, high) == pytest.approx(2 / 4)
+
+
+def test_signed_errors_against_exact_ages_and_range_middles():
+    assert mean_signed_error(np.array([30.0, 20.0, 5.0]), np.array([25.0, 24.0, np.nan])) == pytest.approx((5 - 4) / 2)
+    ages = np.array([2, 5, 12, 13, 40, UNKNOWN])
+    pred = np.array([4.0, 8.0, 9.0, 20.0, 41.0, 30.0])
+    assert children_metrics(pred, ages) == {"n": 3, "mae": pytest.approx((2 + 3 + 3) / 3),
+                                            "mean_signed_error": pytest.approx((2 + 3 - 3) / 3)}
+    # ranges: 20-29 (middle 24.5), 0-2 (middle 1) and 70+ (70..100, middle 85)
+    m = all_metrics(np.array([0.9, 0.1, 0.8]), np.array([1, 0, 0]), np.array([30.0, 3.0, 75.0]),
+                    np.full(3, UNKNOWN), np.array([5, 6, 0]), pred_low=np.array([25, 1, 60]),
+                    pred_high=np.array([36, 6, 88]), age_low=np.array([20, 0, 70]), age_high=np.array([29, 2, 100]))
+    assert "age" not in m
+    assert m["age_range"] == {"n": 3, "range_accuracy": pytest.approx(1 / 3), "interval_overlap": 1.0,
+                              "mean_signed_error": pytest.approx((5.5 + 2 - 10) / 3)}
+    assert set(m["by_age_band"]) == {"20-29", "0-2", "70+"}
+    assert m["by_age_band"]["70+"] == {"n": 1, "gender_accuracy": 0.0, "age_range_accuracy": 1.0,
+                                       "age_interval_overlap": 1.0, "age_signed_error": -10.0}
+    assert set(m["by_race"]) == {"Latino_Hispanic", "East Asian", "White"}
+
+
+def test_no_face_found_counts_as_wrong_end_to_end():
+    found = np.array([True, True, False, False])
+    gender = np.array([1, 0, 0, 1])
+    p_female = np.array([0.9, 0.2, 0.1, 0.9])  # the missed faces' values would be right: they must not count
+    pred_age = np.array([25.0, 50.0, 25.0, 25.0])
+    low, high = np.full(4, 20), np.full(4, 29)
+    m = end_to_end_metrics(found, p_female, gender, pred_age, low, high, np.array([0, 0, 1, 1]))
+    assert (m["n"], m["face_found"], m["gender_accuracy"], m["age_range_accuracy"]) == (4, 0.5, 0.5, 0.25)
+    assert m["gender_accuracy_where_found"] == 1.0
+    assert m["by_race"]["White"] == {"n": 2, "face_found": 1.0, "gender_accuracy": 1.0, "age_range_accuracy": 0.5}
+    assert m["by_race"]["Black"]["gender_accuracy"] == 0.0
+    assert m["race_gap"] == {"mean_of_groups": 0.5, "worst_group": "Black", "worst": 0.0, "gap": 0.5}
+    assert gender_accuracy(np.array([np.nan, 0.2]), np.array([0, 0])) == 0.5  # NaN is not "male"
+
+
+def test_worst_group_gap_skips_small_groups():
+    table = {"a": {"n": 100, "gender_accuracy": 0.9}, "b": {"n": 100, "gender_accuracy": 0.8},
+             "c": {"n": 3, "gender_accuracy": 0.0}}
+    gap = worst_group_gap(table, min_n=30)
+    assert gap["worst_group"] == "b" and gap["gap"] == pytest.approx(0.05)
 
 
 def test_expected_age_and_interval_of_a_known_distribution():

@@ -319,3 +319,64 @@ def test_balance_option_and_score_without_exact_ages():
     by_score = parse_args(["--select", "score"])
     range_only = {"val_loss": 1.0, "val_gender_acc": 0.9, "val_age_mae": float("nan"), "val_age_range_acc": 0.6}
     assert selection_key(by_score, range_only) == pytest.approx(10 + 4)
+
+
+# ------------------------------------------------------------------------------------ evaluation on FairFace
+
+FAIRFACE_PLOTS = ("confusion.png", "reliability.png", "age_by_range.png", "by_race.png", "by_age_band.png",
+                  "end_to_end_by_race.png")
+
+
+def test_evaluate_reports_utkface_test_and_fairface_val_end_to_end(tmp_path, utk, fairface, monkeypatch):
+    from train import evaluate
+    run = train(tiny_config(tmp_path, utk, epochs=1))
+    evaluate.main(["--run", str(run), "--fairface", str(fairface), "--limit", "21"])
+    utk_metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert utk_metrics["age"]["ages_0_12"]["n"] >= 1 and {"gender", "age", "by_race", "by_age_band"} <= set(utk_metrics)
+    ff = json.loads((run / "eval" / "fairface" / "metrics.json").read_text())
+    for name in ("report.md", "predictions.csv") + FAIRFACE_PLOTS:
+        assert (run / "eval" / "fairface" / name).exists(), name
+    # a race-stratified subset: 21 of 30, every race within one image of its share
+    listed = Counter(r["race"] for r in csv.DictReader(open(fairface / "fairface_label_val.csv")))
+    assert ff["n"] == 21 and sum(t["n"] for t in ff["by_race"].values()) == 21
+    assert all(abs(ff["by_race"][race]["n"] - 21 * count / 30) < 1 for race, count in listed.items())
+    assert set(ff["by_age_band"]) <= {"0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"}
+    assert "age" not in ff and set(ff["by_gender"]) <= {"male", "female"}
+    r = ff["age_range"]
+    assert r["n"] == 21 and 0 <= r["range_accuracy"] <= r["interval_overlap"] + 1e-9 <= 1
+    assert all(0 <= ff["gender"][k] <= 1 for k in ("accuracy", "f1_weighted", "ece", "ece_uncalibrated"))
+    with open(run / "eval" / "fairface" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    inside = [int(row["true_age_low"]) <= round(float(row["pred_age"])) <= int(row["true_age_high"]) for row in rows]
+    assert len(rows) == 21 and r["range_accuracy"] == pytest.approx(np.mean(inside))
+    on, off = ff["end_to_end"]["detection_on"], ff["end_to_end"]["detection_off"]
+    assert off["face_found"] == 1.0 and off["n"] == on["n"] == 21
+    assert 0 <= on["gender_accuracy"] <= on["face_found"] and on["age_range_accuracy"] <= on["face_found"]
+    found_on = [row["detection_on_found"] == "1" for row in rows]
+    assert on["face_found"] == pytest.approx(np.mean(found_on))
+    off_right = [(float(row["detection_off_p_female"]) >= 0.5) == (row["gender"] == "1") for row in rows]
+    assert off["gender_accuracy"] == pytest.approx(np.mean(off_right))
+    assert utk_metrics["fairface_val"]["detection_off"]["gender_accuracy"] == off["gender_accuracy"]
+    report = (run / "eval" / "fairface" / "report.md").read_text()
+    assert "n = 21 faces" in report and "--limit 21" in report and "| detection off | 1.000 |" in report
+    assert "## FairFace validation set" in (run / "eval" / "report.md").read_text()
+
+    # a model folder + published split gives the run's UTKFace figures; FairFace missing is said in the report
+    monkeypatch.delenv("FACE_FAIRFACE_DIR", raising=False)
+    monkeypatch.setattr(evaluate, "DEFAULT_FAIRFACE", tmp_path / "no-fairface")
+    evaluate.main(["--model", str(run / "model"), "--split-csv", str(run / "split.csv"), "--data", str(utk),
+                   "--out", str(tmp_path / "eval-model")])
+    again = json.loads((tmp_path / "eval-model" / "metrics.json").read_text())
+    assert (again["n"], again["gender"], again["by_race"]) == (utk_metrics["n"], utk_metrics["gender"],
+                                                               utk_metrics["by_race"])
+    assert "FairFace validation set: not evaluated (not found" in (tmp_path / "eval-model" / "report.md").read_text()
+    assert not (tmp_path / "eval-model" / "fairface").exists()
+
+
+def test_the_scored_face_of_an_upload_is_the_largest_then_the_most_central():
+    from types import SimpleNamespace
+
+    from train.evaluate import main_face
+    faces = [SimpleNamespace(box=box) for box in ((0, 0, 50, 50), (60, 60, 80, 80), (120, 0, 80, 80))]
+    assert main_face(faces, (200, 200, 3)) is faces[1]  # ties with faces[2] in size, nearer the centre
+    assert main_face(faces[:1] + faces[2:], (200, 200, 3)) is faces[2]

@@ -31,6 +31,8 @@ def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
     (dest / "eval").mkdir(exist_ok=True)
     for name in EVAL_FILES:
         shutil.copy(run / "eval" / name, dest / "eval" / name)
+    if (run / "eval" / "fairface").is_dir():  # the second evaluation source's report, linked from report.md
+        shutil.copytree(run / "eval" / "fairface", dest / "eval" / "fairface", dirs_exist_ok=True)
     for name in RUN_FILES:
         shutil.copy(run / name, dest / name)
     shutil.copy(run / "split.csv", shared_split)

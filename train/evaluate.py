@@ -1,10 +1,18 @@
-"""`python -m train.evaluate --run RUN`: score a trained run on its test split, honestly.
+"""`python -m train.evaluate`: score a model honestly on UTKFace's test split and on FairFace's validation set.
 
-Writes RUN/eval/: metrics.json, report.md, predictions.csv and PNG plots (confusion matrix, reliability
-diagram, predicted-vs-true age, per-race and per-age-band bars). The test split is never used for any
-choice made during training; the gender temperature was fitted on the validation split.
-Other splits and --flip-average (test-time augmentation, a what-if not used by the app) write to their own
-folder, e.g. RUN/eval-val-flip/, so they never replace the test report that is shipped.
+    python -m train.evaluate --run RUN [--fairface DIR] [--limit N]
+    python -m train.evaluate --model DIR --split-csv split.csv --data UTKFace.tar.gz --out OUT [--fairface DIR]
+
+Writes RUN/eval/ (or OUT/) for the split's UTKFace test rows: metrics.json, report.md, predictions.csv and PNG
+plots (confusion matrix, reliability diagram, predicted-vs-true age, per-race and per-age-band bars). The test
+split is never used for any choice made during training; the gender temperature was fitted on the validation
+split. Other splits and --flip-average (test-time augmentation, a what-if not used by the app) write to their
+own folder, e.g. RUN/eval-val-flip/, so they never replace the test report that is shipped.
+
+FairFace's validation set (--fairface DIR, else $FACE_FAIRFACE_DIR, else ~/.cache/face-age-gender/fairface
+when present) is a second, differently collected source, labelled with age ranges. It goes to .../fairface/:
+the model on the crops as training reads them, and the demo's whole path end to end (demo.pipeline, as an
+upload: detection on, and off). FairFace val is for evaluation only: nothing in training reads it.
 """
 from __future__ import annotations
 
@@ -12,6 +20,12 @@ import argparse
 import csv
 import json
 import logging
+import os
+import random
+import shlex
+import sys
+import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +36,27 @@ from model.nets import ARCHITECTURES, AgeGenderNet, split_output
 from model.preprocess import normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
-from train.data import RACES, load_records, race_name, read_split_csv
+from train.data import FRAMING_CROP, RACES, extract_archive, load_records, race_name, read_split_csv, scan_fairface
 from train.images import load_images
-from train.metrics import all_metrics, expected_calibration_error
+from train.metrics import all_metrics, end_to_end_metrics, expected_calibration_error, worst_group_gap
 
 log = logging.getLogger("train.evaluate")
 
+CACHE_DIR = Path.home() / ".cache" / "face-age-gender"
+FAIRFACE_ENV = "FACE_FAIRFACE_DIR"
+DEFAULT_FAIRFACE = CACHE_DIR / "fairface"
+MIN_GROUP = 30  # the worst-group gap ignores smaller groups (their accuracy is mostly noise)
+END_TO_END_MODES = {"detection_on": True, "detection_off": False}
+
+
+def default_fairface_dir() -> Path | None:
+    """$FACE_FAIRFACE_DIR, else the usual cache folder when it holds FairFace's validation csv, else None."""
+    if os.environ.get(FAIRFACE_ENV):
+        return Path(os.environ[FAIRFACE_ENV]).expanduser()
+    return DEFAULT_FAIRFACE if (DEFAULT_FAIRFACE / "fairface_label_val.csv").exists() else None
+
+
+# ---------------------------------------------------------------------------------------------- UTKFace rows
 
 def load_run_model(run: Path) -> AgeGenderNet:
     arch = json.loads((run / "model" / "config.json").read_text())["arch"]
@@ -35,15 +64,34 @@ def load_run_model(run: Path) -> AgeGenderNet:
 
 
 def resolve_records(run: Path, split: str) -> list:
-    """The run's split.csv rows for `split`, with paths resolved against the data folder it was made from
-    (re-extracted from the run's data sources if that folder has gone)."""
+    """The run's split.csv UTKFace rows for `split`, with paths resolved against the data folder it was made
+    from (re-extracted from the run's data sources if that folder has gone)."""
     root = Path(json.loads((run / "data_report.json").read_text())["split_root"])
-    records = [r for r in read_split_csv(run / "split.csv", root) if r.split == split]
+    records = [r for r in read_split_csv(run / "split.csv", root) if r.split == split and r.source == "utkface"]
     if not all(Path(r.path).exists() for r in records):
         config = json.loads((run / "train_config.json").read_text())
         load_records(config["data"], Path(config["cache_dir"]))  # extracts the archive into the cache again
     return records
 
+
+def split_csv_records(split_csv: Path, data: Path, split: str, cache_dir: Path = CACHE_DIR) -> list:
+    """A published split.csv's UTKFace rows for `split`, found by file name in `data` (the UTKFace archive,
+    extracted once into the cache, or its folder)."""
+    if not data.exists():
+        raise SystemExit(f"UTKFace data not found: {data}")
+    folder = extract_archive(data, cache_dir) if data.is_file() else data
+    by_name = {p.name: p for p in folder.rglob("*") if p.is_file()}
+    records = [r for r in read_split_csv(split_csv) if r.source == "utkface" and r.split == split]
+    missing = [r.path for r in records if Path(r.path).name not in by_name]
+    if missing:
+        raise SystemExit(f"{len(missing)} of the {len(records)} UTKFace {split} rows of {split_csv} are not in "
+                         f"{data}, e.g. {missing[:3]}: is it the data the split was made from?")
+    for r in records:
+        r.path = str(by_name[Path(r.path).name])
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- predictions
 
 @torch.no_grad()
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
@@ -59,105 +107,461 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 
-def eval_dir(run: Path, split: str = "test", flip_average: bool = False) -> Path:
-    return run / "-".join(["eval"] + ([split] if split != "test" else []) + (["flip"] if flip_average else []))
+def label_arrays(records) -> dict[str, np.ndarray]:
+    return {name: np.array([getattr(r, name) for r in records])
+            for name in ("gender", "age", "race", "age_low", "age_high")}
 
 
-def evaluate_run(run: Path, split: str = "test", flip_average: bool = False) -> dict:
-    run = Path(run)
-    out = eval_dir(run, split, flip_average)
-    out.mkdir(parents=True, exist_ok=True)
-    model = load_run_model(run)
-    records = resolve_records(run, split)
-    images, records = load_images(records, model.image_size)
-    pred = predict_images(model, images, flip_average=flip_average)
-    gender = np.array([r.gender for r in records])
-    age = np.array([r.age for r in records])
-    race = np.array([r.race for r in records])
-    metrics = all_metrics(pred["p_female"], gender, pred["age"], age, race)
+def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_average: bool) -> dict:
+    """all_metrics for decoded records and their predictions, plus the uncalibrated ECE and the model."""
+    y = label_arrays(records)
+    metrics = all_metrics(pred["p_female"], y["gender"], pred["age"], y["age"], y["race"], pred["age_low"],
+                          pred["age_high"], y["age_low"], y["age_high"])
     metrics["split"] = split
     metrics["flip_average"] = flip_average
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
                         "gender_temperature": float(model.gender_temperature)}
     uncalibrated = torch.sigmoid(torch.from_numpy(pred["logit"])).numpy()  # stable for large logits
-    metrics["gender"]["ece_uncalibrated"] = expected_calibration_error(uncalibrated, gender)
-    inside = (age >= pred["age_low"]) & (age <= pred["age_high"])
-    metrics["age"]["interval_coverage"] = float(inside[age >= 0].mean()) if (age >= 0).any() else float("nan")
-    atomic_write_json(out / "metrics.json", metrics)
-    write_predictions(out / "predictions.csv", records, pred)
-    plots.confusion_matrix(metrics["gender"]["confusion"], out / "confusion.png")
-    plots.reliability_diagram(metrics["gender"]["reliability"], metrics["gender"]["ece"], out / "reliability.png")
-    plots.age_scatter(age[age >= 0], pred["age"][age >= 0], out / "age_scatter.png")
-    plots.group_bars(metrics["by_race"], "race", out / "by_race.png")
-    plots.group_bars(metrics["by_age_band"], "age band", out / "by_age_band.png")
-    atomic_write_text(out / "report.md", report_markdown(run, metrics))
-    log.info("%s on %s (n=%d): gender acc %.4f, F1 %.4f, ECE %.4f | age MAE %.2f, CS@5 %.3f", run, split,
-             metrics["n"], metrics["gender"]["accuracy"], metrics["gender"]["f1_weighted"], metrics["gender"]["ece"],
-             metrics["age"]["mae"], metrics["age"]["cs5"])
+    metrics["gender"]["ece_uncalibrated"] = expected_calibration_error(uncalibrated, y["gender"])
     return metrics
 
 
-def write_predictions(path: Path, records, pred) -> None:
+def main_face(faces, shape):
+    """The face an upload is about: the largest detection; of equal size, the one nearest the centre."""
+    cy, cx = shape[0] / 2, shape[1] / 2
+
+    def key(face):
+        x, y, w, h = face.box
+        return w * h, -np.hypot(x + w / 2 - cx, y + h / 2 - cy)
+
+    return max(faces, key=key)
+
+
+def app_predictions(model: AgeGenderNet, records, detect: bool) -> tuple[dict[str, np.ndarray], str]:
+    """Each image through demo.pipeline.Pipeline as an upload would go: detect=True (auto detector, the
+    main face) or False (the whole image is the face). No face found, or an image the app refuses: found is
+    False and the predictions NaN. Returns the arrays and the precision the pipeline ran the model at."""
+    from demo.imageio import BadImageError  # lazily: training never needs the demo
+    from demo.pipeline import Pipeline
+
+    pipeline = Pipeline(model)
+    n = len(records)
+    out = {k: np.full(n, np.nan) for k in ("p_female", "age", "age_low", "age_high", "det_score")}
+    out["found"], out["faces"] = np.zeros(n, bool), np.zeros(n, int)
+    mode = "detection on" if detect else "detection off"
+    for i, r in enumerate(tqdm(records, desc=f"app path, {mode}", mininterval=5)):
+        try:
+            result = pipeline(r.path, detect=detect, draw=False)
+        except BadImageError as error:
+            log.warning("%s: %s", r.path, error)
+            continue
+        out["faces"][i] = len(result.faces)
+        if not result.faces:
+            continue
+        face = main_face(result.faces, result.image.shape)
+        out["found"][i] = True
+        for k in ("p_female", "age", "age_low", "age_high"):
+            out[k][i] = getattr(face, k)
+        out["det_score"][i] = np.nan if face.det_score is None else face.det_score
+    return out, getattr(getattr(pipeline, "fast", None), "precision", "fp32")
+
+
+# ---------------------------------------------------------------------------------------------- FairFace
+
+def race_stratified_subset(records, limit: int, seed: int = 0) -> list:
+    """`limit` records with every race in proportion (largest remainders), drawn with a seeded RNG; the
+    chosen records keep their input order. limit 0 (or above the count) keeps all."""
+    if not limit or limit >= len(records):
+        return list(records)
+    by_race = defaultdict(list)
+    for r in records:
+        by_race[r.race].append(r)
+    exact = {race: limit * len(group) / len(records) for race, group in by_race.items()}
+    quota = {race: int(share) for race, share in exact.items()}
+    for race in sorted(exact, key=lambda race: quota[race] - exact[race])[:limit - sum(quota.values())]:
+        quota[race] += 1
+    rng = random.Random(seed)
+    chosen = set()
+    for race in sorted(by_race):
+        chosen.update(r.path for r in rng.sample(sorted(by_race[race], key=lambda r: r.path), quota[race]))
+    return [r for r in records if r.path in chosen]
+
+
+def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int = 0, seed: int = 0,
+                      flip_average: bool = False, end_to_end: bool = True, command: str = "") -> dict:
+    """FairFace's validation set -> out/: the model on the crops (read as training reads FairFace), and
+    with end_to_end the demo's path with detection on and off. Returns the metrics written."""
+    root = Path(root)
+    if not (root / "fairface_label_val.csv").exists():
+        raise SystemExit(f"FairFace not found: {root}/fairface_label_val.csv is missing")
+    out.mkdir(parents=True, exist_ok=True)
+    listed, scan = scan_fairface(root, "val")
+    chosen = race_stratified_subset(listed, limit, seed)
+    images, records = load_images(chosen, model.image_size)
+    if not records:
+        raise SystemExit(f"no readable FairFace validation images under {root}")
+    pred = predict_images(model, images, flip_average=flip_average)
+    metrics = model_metrics(model, records, pred, "val", flip_average)
+    metrics["race_gap"] = worst_group_gap(metrics["by_race"], min_n=MIN_GROUP)
+    metrics["data"] = {"source": "fairface", "root": str(root), "rows": scan["rows"], "skipped": scan["skipped"],
+                       "usable": len(listed), "limit": limit, "seed": seed, "chosen": len(chosen),
+                       "unreadable": len(chosen) - len(records), "framing_crop": FRAMING_CROP.get("fairface")}
+    metrics["command"] = command
+    y = label_arrays(records)
+    app = {}
+    if end_to_end:
+        metrics["end_to_end"] = {}
+        for name, detect in END_TO_END_MODES.items():
+            start = time.perf_counter()
+            app[name], precision = app_predictions(model, records, detect)
+            seconds = time.perf_counter() - start
+            scores = end_to_end_metrics(app[name]["found"], app[name]["p_female"], y["gender"], app[name]["age"],
+                                        y["age_low"], y["age_high"], y["race"])
+            scores["race_gap"] = worst_group_gap(scores["by_race"], min_n=MIN_GROUP)
+            metrics["end_to_end"][name] = scores | {"seconds": seconds, "ms_per_image": 1000 * seconds / len(records),
+                                                    "precision": precision}
+            log.info("FairFace val end to end, %s (n=%d, %.0f s): face found %.3f, gender acc %.4f, age range acc "
+                     "%.3f", name.replace("_", " "), len(records), seconds, scores["face_found"],
+                     scores["gender_accuracy"], scores["age_range_accuracy"])
+    atomic_write_json(out / "metrics.json", metrics)
+    write_predictions(out / "predictions.csv", records, pred, app)
+    write_plots(metrics, y, pred, out)
+    if end_to_end:
+        plots.end_to_end_by_race(_ordered(metrics["by_race"], RACES), metrics["end_to_end"],
+                                 out / "end_to_end_by_race.png")
+    atomic_write_text(out / "report.md", fairface_report(metrics))
+    log.info("FairFace val (n=%d): gender acc %.4f, F1 %.4f, ECE %.4f | age range acc %.3f, interval overlap %.3f",
+             metrics["n"], metrics["gender"]["accuracy"], metrics["gender"]["f1_weighted"], metrics["gender"]["ece"],
+             metrics["age_range"]["range_accuracy"], metrics["age_range"]["interval_overlap"])
+    return metrics
+
+
+def fairface_summary(m: dict) -> dict:
+    """The FairFace figures worth carrying in the main (UTKFace) metrics.json, which is what gets bundled."""
+    summary = {"n": m["n"], "gender_accuracy": m["gender"]["accuracy"],
+               "age_range_accuracy": m["age_range"]["range_accuracy"],
+               "age_interval_overlap": m["age_range"]["interval_overlap"],
+               "age_mean_signed_error": m["age_range"]["mean_signed_error"]}
+    for name, e in m.get("end_to_end", {}).items():
+        summary[name] = {k: e[k] for k in ("face_found", "gender_accuracy", "age_range_accuracy")}
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- UTKFace
+
+def eval_dir(run: Path, split: str = "test", flip_average: bool = False) -> Path:
+    return run / "-".join(["eval"] + ([split] if split != "test" else []) + (["flip"] if flip_average else []))
+
+
+def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "test", flip_average: bool = False,
+                     title: str = "", data: str = "", command: str = "", fairface: Path | None = None,
+                     limit: int = 0, end_to_end: bool = True, fairface_note: str = "") -> dict:
+    """UTKFace records of one split -> out/ (metrics.json, report.md, predictions.csv, plots); with
+    `fairface`, FairFace's validation set -> out/fairface/ too (else `fairface_note` says why not, in the
+    report). Returns the UTKFace metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    images, records = load_images(records, model.image_size)
+    pred = predict_images(model, images, flip_average=flip_average)
+    metrics = model_metrics(model, records, pred, split, flip_average)
+    metrics["data"] = data
+    metrics["command"] = command
+    if fairface is not None:
+        ff = evaluate_fairface(model, fairface, out / "fairface", limit=limit, flip_average=flip_average,
+                               end_to_end=end_to_end, command=command)
+        metrics["fairface_val"] = fairface_summary(ff)
+    elif fairface_note:
+        metrics["fairface_val"] = {"not_evaluated": fairface_note}
+    atomic_write_json(out / "metrics.json", metrics)
+    write_predictions(out / "predictions.csv", records, pred)
+    write_plots(metrics, label_arrays(records), pred, out)
+    atomic_write_text(out / "report.md", report_markdown(title or out.parent.name, metrics))
+    a = metrics["age"]
+    log.info("%s on UTKFace %s (n=%d): gender acc %.4f, F1 %.4f, ECE %.4f | age MAE %.2f, CS@5 %.3f | ages 0-12: "
+             "MAE %.2f, signed %+.2f", title, split, metrics["n"], metrics["gender"]["accuracy"],
+             metrics["gender"]["f1_weighted"], metrics["gender"]["ece"], a["mae"], a["cs5"], a["ages_0_12"]["mae"],
+             a["ages_0_12"]["mean_signed_error"])
+    return metrics
+
+
+def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fairface: Path | None = None,
+                 limit: int = 0, end_to_end: bool = True, command: str = "", fairface_note: str = "") -> dict:
+    """A training run on its split's UTKFace rows -> RUN/eval*/ (and FairFace val when `fairface` is given)."""
+    run = Path(run)
+    command = command or f"python -m train.evaluate --run {run}" + (f" --fairface {fairface}" if fairface else "")
+    return evaluate_records(load_run_model(run), resolve_records(run, split), eval_dir(run, split, flip_average),
+                            split=split, flip_average=flip_average, title=run.name, command=command,
+                            data=f"deduplicated UTKFace, the {split} rows of the run's `split.csv`",
+                            fairface=fairface, limit=limit, end_to_end=end_to_end, fairface_note=fairface_note)
+
+
+def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, split: str = "test",
+                       flip_average: bool = False, fairface: Path | None = None, limit: int = 0,
+                       end_to_end: bool = True, cache_dir: Path = CACHE_DIR, command: str = "",
+                       fairface_note: str = "") -> dict:
+    """A model folder (e.g. assets/models/scratch) on a published split.csv's UTKFace rows -> out/."""
+    from model.hub import load_model
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").exists():
+        raise SystemExit(f"{model_dir} is not a model folder (no config.json)")
+    records = split_csv_records(Path(split_csv), Path(data), split, Path(cache_dir))
+    command = command or (f"python -m train.evaluate --model {model_dir} --split-csv {split_csv} --data {data} "
+                          f"--out {out}")
+    return evaluate_records(load_model(str(model_dir)), records, Path(out), split=split, flip_average=flip_average,
+                            title=model_dir.name, command=command, fairface=fairface, limit=limit,
+                            end_to_end=end_to_end, fairface_note=fairface_note,
+                            data=f"deduplicated UTKFace ({data}), the {split} rows of `{split_csv}`")
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+def write_predictions(path: Path, records, pred, app: dict | None = None) -> None:
+    """One row per face: labels and the model's readouts; with `app`, each end-to-end mode's too."""
+    app = app or {}
+    ranges = any(r.has_range for r in records)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "age", "gender", "race", "p_female", "pred_age", "age_low", "age_high"])
+        writer.writerow(["file", "age", "gender", "race", "p_female", "pred_age", "age_low", "age_high"]
+                        + (["true_age_low", "true_age_high"] if ranges else [])
+                        + [f"{mode}_{k}" for mode in app for k in ("found", "p_female", "age", "age_low", "age_high")])
         for i, r in enumerate(records):
-            writer.writerow([Path(r.path).name, r.age, r.gender, race_name(r.race), f"{pred['p_female'][i]:.4f}",
-                             f"{pred['age'][i]:.2f}", int(pred["age_low"][i]), int(pred["age_high"][i])])
+            row = [Path(r.path).name, r.age, r.gender, race_name(r.race), f"{pred['p_female'][i]:.4f}",
+                   f"{pred['age'][i]:.2f}", int(pred["age_low"][i]), int(pred["age_high"][i])]
+            row += [r.age_low, r.age_high] if ranges else []
+            for a in app.values():
+                row += [int(a["found"][i])] + ([f"{a['p_female'][i]:.4f}", f"{a['age'][i]:.2f}",
+                                                int(a["age_low"][i]), int(a["age_high"][i])]
+                                               if a["found"][i] else ["", "", "", ""])
+            writer.writerow(row)
+
+
+def write_plots(metrics: dict, y: dict, pred: dict, out: Path) -> None:
+    plots.confusion_matrix(metrics["gender"]["confusion"], out / "confusion.png")
+    plots.reliability_diagram(metrics["gender"]["reliability"], metrics["gender"]["ece"], out / "reliability.png")
+    exact = y["age"] >= 0
+    if exact.any():
+        plots.age_scatter(y["age"][exact], pred["age"][exact], out / "age_scatter.png")
+    if "age_range" in metrics:
+        plots.age_by_range(y["age_low"], y["age_high"], pred["age"], out / "age_by_range.png")
+    plots.group_bars(_ordered(metrics["by_race"], RACES), "race", out / "by_race.png")
+    plots.group_bars(_ordered(metrics["by_age_band"], _band_order(metrics["by_age_band"])), "age band",
+                     out / "by_age_band.png")
+
+
+def _ordered(table: dict, order) -> dict:
+    """The table's groups in `order`, others after it (alphabetically)."""
+    return {name: table[name] for name in [o for o in order if o in table] + sorted(set(table) - set(order))}
+
+
+def _band_order(bands) -> list[str]:
+    return sorted(bands, key=lambda b: int(b.split("-")[0].rstrip("+")) if b[0].isdigit() else 999)
 
 
 def _table(title: str, table: dict[str, dict], order: list[str]) -> str:
-    rows = [f"| {title} | n | gender accuracy | age MAE (years) |", "|---|---:|---:|---:|"]
-    for name in [o for o in order if o in table] + sorted(set(table) - set(order)):
-        t = table[name]
-        rows.append(f"| {name} | {t['n']} | {t['gender_accuracy']:.3f} | {t['age_mae']:.2f} |")
+    """Markdown table of a group table; the age columns are those of the label kinds present."""
+    columns = [("n", "n", "{}"), ("gender_accuracy", "gender accuracy", "{:.3f}"),
+               ("age_mae", "age MAE (years)", "{:.2f}"), ("age_range_accuracy", "age range accuracy", "{:.3f}"),
+               ("age_interval_overlap", "80% interval overlap", "{:.3f}"),
+               ("age_signed_error", "age signed error (years)", "{:+.2f}")]
+    first = next(iter(table.values()), {})
+    columns = [c for c in columns if c[0] in first]
+    rows = [f"| {title} | " + " | ".join(c[1] for c in columns) + " |", "|---|" + "---:|" * len(columns)]
+    for name in _ordered(table, order):
+        rows.append(f"| {name} | " + " | ".join(fmt.format(table[name][key]) for key, _, fmt in columns) + " |")
     return "\n".join(rows)
 
 
-def report_markdown(run: Path, m: dict) -> str:
-    g, a = m["gender"], m["age"]
-    (tn, fp), (fn, tp) = g["confusion"]
-    bands = sorted(m["by_age_band"], key=lambda b: int(b.split("-")[0].rstrip("+")) if b[0].isdigit() else 999)
-    return f"""# Evaluation: {run.name} ({m['model']['arch']}, {m['model']['image_size']} px) on the {m['split']} split{' (outputs averaged with the mirror image)' if m.get('flip_average') else ''}
+def _fairness(m: dict) -> str:
+    return f"""{_table("race", m['by_race'], list(RACES))}
 
-n = {m['n']} faces (deduplicated UTKFace, split file `split.csv`).
+{_table("age band", m['by_age_band'], _band_order(m['by_age_band']))}
+
+{_table("gender", m['by_gender'], ["male", "female"])}"""
+
+
+def _gender_rows(m: dict) -> str:
+    g = m["gender"]
+    return f"""| gender accuracy | {g['accuracy']:.4f} |
+| gender F1 (weighted) | {g['f1_weighted']:.4f} |
+| gender ECE (calibrated, T = {m['model']['gender_temperature']:.3f}) | {g['ece']:.4f} |
+| gender ECE (before calibration) | {g['ece_uncalibrated']:.4f} |"""
+
+
+def _confusion(m: dict) -> str:
+    (tn, fp), (fn, tp) = m["gender"]["confusion"]
+    return (f"Confusion (rows true, columns predicted): male→male {tn}, male→female {fp}, female→male {fn}, "
+            f"female→female {tp}.")
+
+
+def report_markdown(title: str, m: dict) -> str:
+    a = m["age"]
+    kids = a["ages_0_12"]
+    flip = " (outputs averaged with the mirror image)" if m.get("flip_average") else ""
+    about = (f"\nData: {m['data']}." if m.get("data") else "") + \
+        (f"\nCommand: `{m['command']}`" if m.get("command") else "")
+    text = f"""# Evaluation: {title} ({m['model']['arch']}, {m['model']['image_size']} px) on the {m['split']} split{flip}
+
+n = {m['n']} faces (deduplicated UTKFace, split file `split.csv`).{about}
 
 | metric | value |
 |---|---:|
-| gender accuracy | {g['accuracy']:.4f} |
-| gender F1 (weighted) | {g['f1_weighted']:.4f} |
-| gender ECE (calibrated, T = {m['model']['gender_temperature']:.3f}) | {g['ece']:.4f} |
-| gender ECE (before calibration) | {g['ece_uncalibrated']:.4f} |
+{_gender_rows(m)}
 | age MAE (years) | {a['mae']:.2f} |
 | age CS@5 (share within 5 years) | {a['cs5']:.3f} |
 | 80% age interval coverage | {a['interval_coverage']:.3f} |
+| age mean signed error (years, + = reads older) | {a['mean_signed_error']:+.2f} |
+| ages 0-12 (n = {kids['n']}): age MAE (years) | {kids['mae']:.2f} |
+| ages 0-12: age mean signed error (years) | {kids['mean_signed_error']:+.2f} |
 
-Confusion (rows true, columns predicted): male→male {tn}, male→female {fp}, female→male {fn}, female→female {tp}.
+{_confusion(m)}
 
 ## Fairness
 
-{_table("race", m['by_race'], list(RACES))}
-
-{_table("age band", m['by_age_band'], bands)}
-
-{_table("gender", m['by_gender'], ["male", "female"])}
+{_fairness(m)}
 
 ![confusion](confusion.png) ![reliability](reliability.png) ![age](age_scatter.png)
 ![by race](by_race.png) ![by age band](by_age_band.png)
 """
+    if "not_evaluated" in m.get("fairface_val", {}):
+        text += f"\nFairFace validation set: not evaluated ({m['fairface_val']['not_evaluated']}).\n"
+    elif "fairface_val" in m:
+        f = m["fairface_val"]
+        lines = [f"\n## FairFace validation set (another source, n = {f['n']})\n",
+                 f"Model on the crops: gender accuracy {f['gender_accuracy']:.4f}, age range accuracy "
+                 f"{f['age_range_accuracy']:.3f}, interval overlap {f['age_interval_overlap']:.3f}, mean signed "
+                 f"error vs the range's middle {f['age_mean_signed_error']:+.2f} years."]
+        for name in END_TO_END_MODES:
+            if name in f:
+                e = f[name]
+                lines.append(f"App path, {name.replace('_', ' ')}: face found {e['face_found']:.3f}, gender accuracy "
+                             f"{e['gender_accuracy']:.4f}, age range accuracy {e['age_range_accuracy']:.3f} "
+                             f"(every image counted; no face = wrong).")
+        lines.append("Details: [fairface/report.md](fairface/report.md).")
+        text += "\n".join(lines) + "\n"
+    return text
+
+
+def _gap(gap: dict) -> str:
+    """A worst-group gap as "0.031 (Black)", or "n/a" when no group is big enough to name."""
+    return f"{gap['gap']:.3f} ({gap['worst_group']})" if gap["worst_group"] else f"n/a (no group of {MIN_GROUP}+)"
+
+
+def fairface_report(m: dict) -> str:
+    r, d = m["age_range"], m["data"]
+    subset = (f"a seeded race-stratified subset of {d['chosen']} of the {d['usable']} usable rows (--limit)"
+              if d["limit"] and d["chosen"] < d["usable"] else f"all {d['usable']} usable rows")
+    skipped = {k: v for k, v in d["skipped"].items() if v}
+    rows = f"{d['rows']} rows" + (f", skipped {skipped}" if skipped else "")
+    flip = " (outputs averaged with the mirror image)" if m.get("flip_average") else ""
+    gap = m["race_gap"]
+    framing = f"the central {d['framing_crop']:.0%} of each side (train.data.FRAMING_CROP)" if d.get("framing_crop") \
+        else "the whole image"
+    text = f"""# Evaluation: {m['model']['arch']} ({m['model']['image_size']} px) on FairFace's validation set{flip}
+
+n = {m['n']} faces.
+Data: FairFace's validation set (`{d['root']}`, `fairface_label_val.csv`: {rows}), {subset};
+{d['unreadable']} unreadable.
+FairFace val is for evaluation only: nothing in training or model selection saw it.
+Ages are labelled as ranges ("20-29"; "70+" is taken as 70-100, so its middle is 85).
+Command: `{m['command']}`
+
+## The model on the crops
+
+The 224 px crops (0.25 margin around the face) read as training reads FairFace: {framing}, resized to
+{m['model']['image_size']} px.
+
+| metric | value |
+|---|---:|
+{_gender_rows(m)}
+| age range accuracy (expected age, to the year, inside the range) | {r['range_accuracy']:.3f} |
+| 80% interval overlaps the range | {r['interval_overlap']:.3f} |
+| age mean signed error vs the range's middle (years) | {r['mean_signed_error']:+.2f} |
+| worst race's gender-accuracy gap to the mean of races | {_gap(gap)} |
+
+{_confusion(m)}
+
+{_fairness(m)}
+
+![confusion](confusion.png) ![reliability](reliability.png) ![age by range](age_by_range.png)
+![by race](by_race.png) ![by age band](by_age_band.png)
+"""
+    if "end_to_end" in m:
+        e2e = m["end_to_end"]
+        rows = ["| | face found | gender accuracy | gender accuracy where found | age range accuracy | worst race gap "
+                "| s per image |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, e in e2e.items():
+            rows.append(f"| {name.replace('_', ' ')} | {e['face_found']:.3f} | {e['gender_accuracy']:.4f} | "
+                        f"{e['gender_accuracy_where_found']:.4f} | "
+                        f"{e['age_range_accuracy']:.3f} | {_gap(e['race_gap'])} "
+                        f"| {e['ms_per_image'] / 1000:.3f} |")
+        races = [race for race in RACES if race in m["by_race"]]
+        by_race = ["| race | n | model on crops | " + " | ".join(f"{n.replace('_', ' ')}: found, gender accuracy"
+                                                              for n in e2e) + " |",
+                   "|---|---:|---:|" + "---:|" * len(e2e)]
+        for race in races:
+            by_race.append(f"| {race} | {m['by_race'][race]['n']} | {m['by_race'][race]['gender_accuracy']:.3f} | "
+                           + " | ".join(f"{e['by_race'][race]['face_found']:.3f}, "
+                                        f"{e['by_race'][race]['gender_accuracy']:.3f}" for e in e2e.values()) + " |")
+        text += f"""
+## End to end: the demo's path (demo.pipeline), as an upload
+
+Each image goes through `Pipeline(model)` as an upload would: detection on (the auto detector; the largest
+face, of equal size the most central, is the one scored), and detection off (the whole image is the face).
+Every image counts: one with no face found is wrong for gender and for age. The model ran at the app's
+precision ({next(iter(e2e.values()))['precision']}; demo/pipeline.py, model/fast.py).
+
+{chr(10).join(rows)}
+
+{chr(10).join(by_race)}
+
+![end to end by race](end_to_end_by_race.png)
+"""
+    return text
 
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, type=Path, help="training output directory")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", type=Path, help="training output directory (writes RUN/eval/)")
+    what.add_argument("--model", type=Path, help="a model folder (config.json + model.safetensors), e.g. "
+                                                 "assets/models/scratch; needs --split-csv, --data and --out")
+    parser.add_argument("--split-csv", type=Path, help="with --model: the split file, e.g. assets/models/split.csv")
+    parser.add_argument("--data", type=Path, help="with --model: the UTKFace archive or folder the split lists")
+    parser.add_argument("--out", type=Path, help="with --model: the output folder")
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the UTKFace archive is extracted")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--flip-average", action="store_true",
                         help="average each face's output with its mirror image's (a what-if: the app does not)")
+    parser.add_argument("--fairface", type=Path, default=None,
+                        help=f"FairFace folder (fairface_label_val.csv + images); default ${FAIRFACE_ENV}, else "
+                             f"{DEFAULT_FAIRFACE} if present")
+    parser.add_argument("--no-fairface", action="store_true", help="evaluate UTKFace only")
+    parser.add_argument("--no-end-to-end", action="store_true",
+                        help="FairFace: score the model on the crops only, not the demo's path (the slow part)")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="FairFace: a seeded race-stratified subset of this many images (default all)")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is often faster on a busy 2-core machine)")
     args = parser.parse_args(argv)
-    metrics = evaluate_run(args.run, args.split, args.flip_average)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model and not (args.split_csv and args.data and args.out):
+        parser.error("--model needs --split-csv, --data and --out")
+    fairface = None if args.no_fairface else args.fairface or default_fairface_dir()
+    note = "left out with --no-fairface" if args.no_fairface else \
+        f"not found: no --fairface, ${FAIRFACE_ENV} unset, no {DEFAULT_FAIRFACE}" if fairface is None else ""
+    if note:
+        log.warning("FairFace %s: evaluating UTKFace only", note)
+    command = shlex.join(["python", "-m", "train.evaluate"] + (sys.argv[1:] if argv is None else list(argv)))
+    options = dict(split=args.split, flip_average=args.flip_average, fairface=fairface, limit=args.limit,
+                   end_to_end=not args.no_end_to_end, command=command, fairface_note=note)
+    if args.run:
+        metrics = evaluate_run(args.run, **options)
+    else:
+        metrics = evaluate_model_dir(args.model, args.split_csv, args.data, args.out, cache_dir=args.cache_dir,
+                                     **options)
     print(json.dumps({k: metrics[k] for k in ("n", "split")} | {
-        "gender_accuracy": metrics["gender"]["accuracy"], "age_mae": metrics["age"]["mae"]}))
+        "gender_accuracy": metrics["gender"]["accuracy"], "age_mae": metrics["age"]["mae"]}
+        | ({"fairface_val": metrics["fairface_val"]} if "fairface_val" in metrics else {})))
 
 
 if __name__ == "__main__":
