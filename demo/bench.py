@@ -1,11 +1,14 @@
-"""Time the pipeline per stage: decode, detect, align, model, cam, render (medians over many runs).
+"""Time the pipeline per stage: decode, detect, align, model, cam, render (medians over many runs), in fp32 and
+on the fast path (model/fast.py: bf16 where the CPU has bf16 matrix instructions), side by side.
 
-    python -m demo.bench [--model scratch --model vgg16] [--runs 30] [--threads N]
+    python -m demo.bench [--model scratch --model vgg16] [--runs 30] [--threads N] [--precision auto|bf16|fp32]
 
 Cases: a 640x480 JPEG frame with one face (detect + predict; with Grad-CAM for both heads) and a photo with
 10 faces (batched: should cost far less than 10 single faces). The frames are built from
 ../shared/data/wild-faces/Tom_Cruise_avp_2014_4.jpg. Timing does not depend on the weights, so a model that
 cannot be loaded (no trained weights yet) is replaced by an untrained one of the same architecture, with a note.
+The fast path's rows are checked against the release floors (FLOORS_MS); --precision fp32 times the fp32 path
+alone, as on a CPU without bf16 instructions.
 """
 from __future__ import annotations
 
@@ -20,11 +23,16 @@ import torch
 from PIL import Image
 
 from demo.pipeline import Pipeline
+from model.fast import PRECISIONS, bf16_features, cpuinfo, resolve_precision
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
 FACE_PHOTO = SHARED / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg"
 STAGES = ("decode", "detect", "align", "model", "cam", "render")
-BUDGET_MS = {("scratch", False): 40, ("scratch", True): 80, ("vgg16", True): 300}  # from issue #4
+# Release floors for end-to-end ms (issue #14; scratch with Grad-CAM: issue #4), keyed (arch, case, Grad-CAM),
+# and for VGG16's model time on one face.
+FLOORS_MS = {("scratch", "1 face", False): 12, ("scratch", "1 face", True): 80, ("vgg16", "1 face", False): 30,
+             ("vgg16", "1 face", True): 40, ("vgg16", "10 faces", False): 150}
+MODEL_FLOORS_MS = {("vgg16", "1 face", False): 20}
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -57,25 +65,35 @@ def load(spec: str):
         return build_model(spec).eval(), f"untrained {spec} (could not load weights: {e})"
 
 
-def run(pipeline: Pipeline, data: bytes, cam: bool, runs: int) -> tuple[dict[str, float], float, int]:
-    """Median ms per stage, median total, faces found."""
+def run(pipelines: dict[str, Pipeline], data: bytes, cam: bool, runs: int
+        ) -> dict[str, tuple[dict[str, float], float, float, int]]:
+    """Per path: median ms per stage, median total, median CPU ms of this process, faces found. The paths take
+    turns, run by run, so that a shared machine's load weighs on them alike. CPU time (MediaPipe's own threads
+    included) shows the cost that other work on the machine does not inflate."""
     heads = ("gender", "age") if cam else ()
-    for _ in range(3):  # warm-up: first calls allocate and load
-        result = pipeline(data, cam_heads=heads)
-    per_stage = {s: [] for s in STAGES}
-    totals = []
+    for pipeline in pipelines.values():
+        for _ in range(3):  # warm-up: first calls allocate and load
+            pipeline(data, cam_heads=heads)
+    per_stage = {path: {s: [] for s in STAGES} for path in pipelines}
+    totals = {path: [] for path in pipelines}
+    cpu = {path: [] for path in pipelines}
+    faces = {}
     for _ in range(runs):
-        start = time.perf_counter()
-        result = pipeline(data, cam_heads=heads)
-        totals.append((time.perf_counter() - start) * 1000)
-        for stage in STAGES:
-            per_stage[stage].append(result.timings_ms.get(stage, 0.0))
-    return {s: statistics.median(v) for s, v in per_stage.items()}, statistics.median(totals), len(result.faces)
+        for path, pipeline in pipelines.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result = pipeline(data, cam_heads=heads)
+            totals[path].append((time.perf_counter() - start) * 1000)
+            cpu[path].append((time.process_time() - cpu_start) * 1000)
+            for stage in STAGES:
+                per_stage[path][stage].append(result.timings_ms.get(stage, 0.0))
+            faces[path] = len(result.faces)
+    return {path: ({s: statistics.median(v) for s, v in per_stage[path].items()}, statistics.median(totals[path]),
+                   statistics.median(cpu[path]), faces[path]) for path in pipelines}
 
 
-def cam_speed(model, runs: int) -> tuple[float, float]:
+def cam_speed(model, fast_models: dict, runs: int) -> dict[str, float]:
     """Median ms for readouts + both heads' maps on one face: pytorch-grad-cam (predict, then one backward to
-    the input per head) vs model.cam.explain (one forward, backward only through pool + heads)."""
+    the input per head) vs model.cam.explain (one forward, backward only through pool + heads) per path."""
     from model.cam import explain, library_cams, targets_for
 
     batch = torch.randn(1, 3, model.image_size, model.image_size)
@@ -84,16 +102,26 @@ def cam_speed(model, runs: int) -> tuple[float, float]:
         predicted = model.predict(batch)
         return [library_cams(model, batch, targets_for(head, predicted)) for head in ("gender", "age")]
 
-    medians = []
-    for fn in (library, lambda: explain(model, batch)):
+    ways = {"pytorch-grad-cam": library}
+    ways.update({f"explain {name}": (lambda fast=fast: explain(fast, batch)) for name, fast in fast_models.items()})
+    medians = {}
+    for name, fn in ways.items():
         fn()
         times = []
         for _ in range(max(3, runs // 3)):
             start = time.perf_counter()
             fn()
             times.append((time.perf_counter() - start) * 1000)
-        medians.append(statistics.median(times))
-    return medians[0], medians[1]
+        medians[name] = statistics.median(times)
+    return medians
+
+
+def verdict(arch: str, name: str, cam: bool, stages: dict, total: float) -> str:
+    """The fast path against the release floors, e.g. "<= 30: OVER, model <= 20: ok"."""
+    key = (arch, name, cam)
+    checks = [("", FLOORS_MS.get(key), total), ("model ", MODEL_FLOORS_MS.get(key), stages["model"])]
+    return ", ".join(f"{what}<= {floor}: {'ok' if value <= floor else 'OVER'}"
+                     for what, floor, value in checks if floor is not None)
 
 
 def main(argv=None) -> None:
@@ -102,33 +130,43 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--photo", type=Path, default=FACE_PHOTO, help="a photo with one face to build frames")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the fast path's precision (default: $FACE_PRECISION, else auto); fp32 = fp32 only")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    fast = resolve_precision(args.precision)
+    paths = ["fp32"] if fast == "fp32" else ["fp32", fast]
     images = frames(args.photo)
-    print(f"torch threads: {torch.get_num_threads()}, runs per case: {args.runs} (medians, ms)")
-    print(f"{'case':34s} {'faces':>5s} " + " ".join(f"{s:>7s}" for s in STAGES) + f" {'total':>8s}  budget")
+    print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}, runs per case: {args.runs} (medians, ms)"
+          f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
+    print(f"CPU: {cpuinfo('model name') or 'unknown'}; bf16 matrix instructions: "
+          f"{', '.join(bf16_features()) or 'none'}; paths: {' and '.join(paths)} (channels_last)")
+    print(f"{'case':28s} {'path':>4s} {'faces':>5s} " + " ".join(f"{s:>7s}" for s in STAGES)
+          + f" {'total':>8s} {'cpu':>7s}  fast path: speed-up, release floor")
     for spec in args.model or ["scratch", "vgg16"]:
         model, note = load(spec)
         if note:
             print(f"note: {note}")
-        pipeline = Pipeline(model)
+        pipelines = {path: Pipeline(model, precision=path) for path in paths}
         arch = getattr(model, "arch", spec)
-        single = {}
         for name, data in images.items():
             for cam in (False, True):
-                stages, total, faces = run(pipeline, data, cam, args.runs)
-                budget = BUDGET_MS.get((arch, cam)) if name == "1 face" else None
-                verdict = "" if budget is None else f"<= {budget}: {'ok' if total <= budget else 'OVER'}"
-                if name == "1 face":
-                    single[cam] = total
-                else:
-                    verdict = f"{total / single[cam]:.1f}x one face"
                 label = f"{arch} {name}{' + Grad-CAM' if cam else ''}"
-                print(f"{label:34s} {faces:5d} " + " ".join(f"{stages[s]:7.1f}" for s in STAGES)
-                      + f" {total:8.1f}  {verdict}")
-        library, fast = cam_speed(model, args.runs)
-        print(f"{arch} readouts + 2 CAMs, 1 face: pytorch-grad-cam {library:.1f} ms, model.cam.explain {fast:.1f} ms")
+                measured = run(pipelines, data, cam, args.runs)
+                for path, (stages, total, cpu, faces) in measured.items():
+                    notes = ""
+                    if path == paths[-1]:  # the fast path, which the app runs
+                        if path != "fp32":
+                            fp32_stages, fp32_total, _, _ = measured["fp32"]
+                            notes = (f"model {fp32_stages['model'] / stages['model']:.1f}x, total "
+                                     f"{fp32_total / total:.1f}x; ")
+                        notes += verdict(arch, name, cam, stages, total)
+                    print(f"{label:28s} {path:>4s} {faces:5d} " + " ".join(f"{stages[s]:7.1f}" for s in STAGES)
+                          + f" {total:8.1f} {cpu:7.1f}  {notes}".rstrip(), flush=True)
+        speeds = cam_speed(model, {path: pipeline.fast for path, pipeline in pipelines.items()}, args.runs)
+        print(f"{arch} readouts + 2 CAMs, 1 face: " + ", ".join(f"{k} {v:.1f} ms" for k, v in speeds.items()))
+    print(f"load average {os.getloadavg()[0]:.1f} at the end (above 1 per core, other work shared the CPU)")
 
 
 if __name__ == "__main__":

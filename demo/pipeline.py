@@ -16,6 +16,7 @@ from demo import align, render
 from demo.detect import Detection, merge, shared_detectors
 from demo.imageio import load_image
 from model.cam import HEADS, explain
+from model.fast import FastModel
 from model.preprocess import batch_from_faces
 
 DETECTORS = ("auto", "full", "short", "both")
@@ -103,7 +104,7 @@ class Result:
 
 class Pipeline:
     def __init__(self, model, *, detector: str = "auto", min_score: float = 0.5, max_side: int = 1280,
-                 max_faces: int = 50):
+                 max_faces: int = 50, precision: str | None = None):
         """`model`: an AgeGenderNet, or a spec for `model.hub.load_model` ("scratch", "vgg16", dir, hub id).
 
         detector: "auto" = full-range model on the whole image, plus 2x2 tiles above TILE_ABOVE px and small-face
@@ -113,6 +114,8 @@ class Pipeline:
         "both" = "full" merged with "short".
         min_score: detector confidence threshold. max_side: images are downscaled to this for detection
         (faces are always cut from the original). max_faces: more are cut to the most confident, with a note.
+        precision: "auto" = bf16 where the CPU has bf16 matrix instructions, else fp32; "fp32"; "bf16"; None
+        reads $FACE_PRECISION (default auto). See model/fast.py.
         """
         if model is None or isinstance(model, str):
             from model.hub import load_model
@@ -120,15 +123,18 @@ class Pipeline:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}")
         self.model = model.eval()
+        self.fast = FastModel(self.model, precision)  # what predicts: self.model keeps its fp32 weights
         self.detector, self.min_score, self.max_side, self.max_faces = detector, min_score, max_side, max_faces
         self.detectors = shared_detectors()
-        self._lock = threading.Lock()  # Grad-CAM hooks the model: one image at a time
+        self._lock = threading.Lock()  # one image at a time through the model
 
     def warm_up(self) -> None:
-        """Load both detectors and run the model once, e.g. at app start, so the first user does not wait."""
+        """Load both detectors and run the model once with and once without Grad-CAM, e.g. at app start, so the
+        first user does not wait (oneDNN prepares its kernels on a first call: 7 against 3 ms for scratch)."""
         blank = np.full((256, 256, 3), 128, np.uint8)
         for name in ("short", "full"):
             self.detectors.detect(blank, name)
+        self(blank, detect=False, draw=False)
         self(blank, detect=False, cam_heads=HEADS)
 
     def __call__(self, image, *, detect: bool = True, cam_heads: tuple[str, ...] = (), min_score: float | None = None,
@@ -249,8 +255,8 @@ class Pipeline:
             return {}, {}
         if not cam_heads:
             with _timed(timings, "model"):
-                return self.model.predict(batch), {}
-        return explain(self.model, batch, tuple(cam_heads), timings=timings)
+                return self.fast.predict(batch), {}
+        return explain(self.fast, batch, tuple(cam_heads), timings=timings)
 
 
 def _clip(box, shape) -> tuple[int, int, int, int]:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from demo.pipeline import Pipeline
 from model.hub import ModelLoadError
 
@@ -66,14 +64,13 @@ class ModelBank:
             return self._pipelines[name]
 
     def preload(self, names) -> threading.Thread:
-        """Load `names` in a background thread and run each once on a blank image, which also creates its
-        face detectors: the first real request then pays for neither. Load errors are kept and reported
-        when the model is used."""
+        """Load `names` in a background thread and warm each up (Pipeline.warm_up: detectors, model, Grad-CAM):
+        the first real request then pays for none of it. Load errors are kept and reported when the model
+        is used."""
         def run():
-            blank = np.full((64, 64, 3), 128, np.uint8)
             for name in names:
                 try:
-                    self.get(name)(blank)
+                    self.get(name).warm_up()
                 except ModelLoadError:
                     pass
         thread = threading.Thread(target=run, name="preload-models", daemon=True)

@@ -6,8 +6,11 @@ Targets are small callables on one output row ([gender logit | age logits]), as 
 
 `library_cams` runs pytorch-grad-cam itself. `explain` computes the same maps faster: the library
 back-propagates all the way to the input, but Grad-CAM only needs gradients at `model.cam_layer`, which is
-the last trunk layer; `explain` cuts the graph there, so one forward pass serves the readouts and both heads'
-maps, and each head costs only a backward through pool + head. tests/test_cam.py checks the two agree.
+the last trunk layer; `explain` cuts the model there (`split_at_cam_layer`), so one forward pass serves the
+readouts and both heads' maps, and each head costs only a backward through pool + head. tests/test_cam.py
+checks the two agree. Given a model.fast.FastModel, the trunk runs at its precision (bf16 on CPUs with bf16
+instructions) and the maps follow from its activations in fp32 (tests/test_fast_inference.py: they agree
+with the fp32 maps).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from model.fast import FastModel
 
 HEADS = ("gender", "age")
 
@@ -64,34 +68,30 @@ def _normalise(maps: np.ndarray, size: tuple[int, int] | None = None) -> np.ndar
 def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings: dict | None = None
             ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """One forward pass -> (readouts as in `predict`, {head: Grad-CAM maps [N, S, S] float32 in [0, 1]}).
+    `model`: an AgeGenderNet (fp32) or a model.fast.FastModel (its body at its own precision).
     `timings`, if given, gets the ms spent in the forward pass ("model") and on the maps ("cam")."""
     start = time.perf_counter()
-    captured = {}
-
-    def cut_here(module, inputs, output):
-        # Replace the layer's output by a leaf that requires grad: gradients stop here, and the
-        # trunk below needs no backward at all (it may even be frozen).
-        captured["act"] = output.detach().requires_grad_(True)
-        return captured["act"]
-
-    handle = model.cam_layer.register_forward_hook(cut_here)
-    try:
-        with torch.enable_grad():
-            out = model(batch)
-            predicted = model.readouts(out)
-            forward_done = time.perf_counter()
-            size = (batch.shape[-1], batch.shape[-2])
-            act = captured["act"]
-            cams = {}
-            for head in heads:
-                score = sum(t(row) for t, row in zip(targets_for(head, predicted), out))
-                (grads,) = torch.autograd.grad(score, act, retain_graph=True)
-                weights = grads.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel weight = mean gradient
-                maps = (weights * act).sum(1).clamp(min=0).detach().numpy()
-                # The library normalises once per layer and again after averaging layers: same here.
-                cams[head] = _normalise(_normalise(maps, size))
-    finally:
-        handle.remove()
+    if isinstance(model, FastModel):
+        features, tail = model.features, model.tail
+    else:
+        features, tail = model.split_at_cam_layer()
+    with torch.no_grad():  # the trunk below the CAM layer needs no backward at all (it may even be frozen)
+        act = features(batch)
+    # A fp32 leaf that requires grad: gradients stop here.
+    act = act.float().requires_grad_(True)
+    with torch.enable_grad():
+        out = tail(act)
+    predicted = model.readouts(out)
+    forward_done = time.perf_counter()
+    size = (batch.shape[-1], batch.shape[-2])
+    cams = {}
+    for head in heads:
+        score = sum(t(row) for t, row in zip(targets_for(head, predicted), out))
+        (grads,) = torch.autograd.grad(score, act, retain_graph=True)
+        weights = grads.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel weight = mean gradient
+        maps = (weights * act).sum(1).clamp(min=0).detach().numpy()
+        # The library normalises once per layer and again after averaging layers: same here.
+        cams[head] = _normalise(_normalise(maps, size))
     if timings is not None:
         timings["model"] = timings.get("model", 0.0) + (forward_done - start) * 1000
         timings["cam"] = timings.get("cam", 0.0) + (time.perf_counter() - forward_done) * 1000

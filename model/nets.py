@@ -65,6 +65,12 @@ class AgeGenderNet(nn.Module):
         """The layer whose activations Grad-CAM weights (the last ReLU of the trunk)."""
         raise NotImplementedError
 
+    def split_at_cam_layer(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """(body, tail), sharing this model's modules: body(x) is `cam_layer`'s output and tail(body(x)) is
+        forward(x). Inference runs the body at the CPU's fastest precision and Grad-CAM back-propagates
+        through the tail only (model/fast.py, model/cam.py)."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Normalised faces [N, 3, S, S] -> calibrated readouts per face (tensors of shape [N])."""
@@ -123,6 +129,12 @@ class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     def cam_layer(self) -> nn.Module:
         return self.trunk[-1][5]  # last block's second ReLU, before pooling (full resolution of that block)
 
+    def split_at_cam_layer(self) -> tuple[nn.Sequential, nn.Sequential]:
+        last = self.trunk[-1]
+        cut = list(last).index(self.cam_layer) + 1  # the last block's pool and dropout go to the tail
+        return (nn.Sequential(*self.trunk[:-1], last[:cut]),
+                nn.Sequential(last[cut:], self.pool, nn.Flatten(1), self.heads))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.pool(self.trunk(x)).flatten(1))
 
@@ -173,6 +185,9 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     @property
     def cam_layer(self) -> nn.Module:
         return (self.tuned if len(self.tuned) else self.frozen)[-1]  # ReLU after conv5_3
+
+    def split_at_cam_layer(self) -> tuple[nn.Sequential, nn.Sequential]:
+        return nn.Sequential(*self.frozen, *self.tuned), nn.Sequential(self.pool, nn.Flatten(1), self.heads)
 
     def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
         return self.frozen(x)

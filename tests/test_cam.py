@@ -82,6 +82,13 @@ def test_targets_score_what_was_predicted():
         targets_for("race", predicted)
 
 
-def test_hooks_are_removed(scratch):
-    explain(scratch, faces_batch(64, 1))
-    assert not scratch.cam_layer._forward_hooks
+@pytest.mark.parametrize("which", ["scratch", "vgg"])
+def test_split_at_cam_layer_is_the_whole_model(which, request):
+    model = request.getfixturevalue(which)
+    body, tail = model.split_at_cam_layer()
+    last = body[-1][-1] if isinstance(body[-1], torch.nn.Sequential) else body[-1]
+    assert last is model.cam_layer
+    batch = faces_batch(model.image_size, 2)
+    torch.testing.assert_close(tail(body(batch)), model(batch), rtol=0, atol=0)
+    explain(model, batch)
+    assert not model.cam_layer._forward_hooks and model.training is False
