@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.nets import ARCHITECTURES, AgeGenderNet, split_output
+from model.nets import AgeGenderNet, split_output
 from model.preprocess import normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
@@ -58,8 +58,8 @@ def default_fairface_dir() -> Path | None:
 # ---------------------------------------------------------------------------------------------- UTKFace rows
 
 def load_run_model(run: Path) -> AgeGenderNet:
-    arch = json.loads((run / "model" / "config.json").read_text())["arch"]
-    return ARCHITECTURES[arch].from_pretrained(run / "model").eval()
+    from model.hub import load_model  # the one loader (a local folder: no network)
+    return load_model(str(run / "model"))
 
 
 def resolve_records(run: Path, split: str) -> list:
