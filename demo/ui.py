@@ -41,8 +41,9 @@ DETECTOR_LABELS = {
 # Uploads and generated images are deleted this long after they were written (checked every half of it).
 PURGE_AFTER_S = 120
 
-# Webcam: a frame every 0.08 s: 12 frames/s shown in Chromium (9.8 with 0.1 s: frames also wait on the network). The scratch model needs 25-60 ms per frame here; a frame that
-# arrives while the previous one is still running waits for it (one at a time per stream). A stream runs for
+# Webcam: a frame every 0.08 s: 12 frames/s shown in Chromium (9.8 with 0.1 s: frames also wait on the
+# network). The scratch model needs 17-60 ms per frame here; a frame that arrives while the previous one is
+# still running waits for it (one at a time per stream). A stream runs for
 # at most two minutes (it can be restarted), and at most two streams run at once on two cores.
 STREAM_EVERY_S = 0.08
 STREAM_TIME_LIMIT_S = 120
