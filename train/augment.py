@@ -63,7 +63,7 @@ def blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     axis for all images, 2-4x faster than torchvision one image at a time (its 2-D kernel, one sigma a call)."""
     n, c, h, w = images.shape
     radius = math.ceil(3 * float(sigma.max()))
-    taps = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-0.5 * (taps / sigma.view(-1, 1)) ** 2)
     kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [n * c, taps]
     x = F.pad(images.reshape(1, n * c, h, w), [radius] * 4, mode="reflect")
@@ -127,14 +127,12 @@ class BatchAugment:
         flip = torch.rand(n, device=device) < 0.5
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
-        def uniform(low, high):
-            return low + (high - low) * torch.rand(n, device=device)
-
-        shift = torch.stack([uniform(-self.translate, self.translate), uniform(-self.translate, self.translate)], -1)
-        theta = affine_theta(uniform(-self.degrees, self.degrees), shift, uniform(*self.scale))
+        t = self.translate
+        shift = torch.stack([uniform(n, -t, t, device), uniform(n, -t, t, device)], -1)
+        theta = affine_theta(uniform(n, -self.degrees, self.degrees, device), shift, uniform(n, *self.scale, device))
         x = warp(x, theta)
-        x = adjust_brightness_contrast(x, uniform(1 - self.brightness, 1 + self.brightness),
-                                       uniform(1 - self.contrast, 1 + self.contrast))
+        x = adjust_brightness_contrast(x, uniform(n, 1 - self.brightness, 1 + self.brightness, device),
+                                       uniform(n, 1 - self.contrast, 1 + self.contrast, device))
         x = self.domain(x)
         x = (x - self.mean.to(device)) / self.std.to(device)
         return torch.stack([self.erase(im) for im in x])  # ~0.03 ms/image: no need to vectorise
