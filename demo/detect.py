@@ -91,10 +91,7 @@ class FaceDetectors:
             raise ValueError(f"detector must be one of {sorted(MODEL_FILES)}, not {model!r}")
         import mediapipe as mp
 
-        height, width = rgb.shape[:2]
-        scale = min(1.0, max_side / max(height, width))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)),
-                                                     interpolation=cv2.INTER_AREA)
+        small, scale = downscaled(rgb, max_side)
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(small))
         with self._locks[model]:
             result = self._get(model).detect(image)
@@ -120,8 +117,7 @@ class FaceDetectors:
         for i in range(grid):
             for j in range(grid):
                 y, x = i * (height - th) // (grid - 1), j * (width - tw) // (grid - 1)
-                found.append([Detection((d.box[0] + x, d.box[1] + y, d.box[2], d.box[3]), d.score,
-                                        d.keypoints + np.float32([x, y]))
+                found.append([_shifted(d, x, y)
                               for d in self.detect(rgb[y:y + th, x:x + tw], model, min_score, max_side)])
         return merge(*found)
 
@@ -134,10 +130,7 @@ class FaceDetectors:
         whole in some tile. Bigger boxes are dropped: zoomed in this far, a dog's face passes for a face,
         and the whole-image passes find real big ones. Tiles are cut from the image downscaled to
         `max_side`, which bounds the cost (42 tiles for 1280x960, 12 for 640x480)."""
-        height, width = rgb.shape[:2]
-        scale = min(1.0, max_side / max(height, width))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (round(width * scale), round(height * scale)),
-                                                     interpolation=cv2.INTER_AREA)
+        small, scale = downscaled(rgb, max_side)
         found = [[_shifted(d, x, y) for d in self.detect(small[y:y + h, x:x + w], model, min_score, max_side)
                   if d.box[2] <= overlap * tile]
                  for x, y, w, h in tile_grid(small.shape[:2], tile, overlap)]
@@ -161,6 +154,15 @@ def shared_detectors() -> FaceDetectors:
         if _shared is None:
             _shared = FaceDetectors()
         return _shared
+
+
+def downscaled(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image with its long side at most `max_side` (area-averaged), and the scale applied (<= 1)."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return rgb, scale
+    return cv2.resize(rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA), scale
 
 
 def tile_grid(shape: tuple[int, int], side: int, overlap: float) -> list[tuple[int, int, int, int]]:

@@ -212,8 +212,7 @@ class Pipeline:
         """Whole image (2x2 tiles too for large photos) and small-face tiles, merged."""
         full = self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect
         found = full(rgb, "full", min_score, self.max_side)
-        scale = self._detection_side(rgb) / max(rgb.shape[:2])
-        if found and min(d.box[2] for d in found) * scale >= SMALL_FACES_UNLIKELY:
+        if found and min(d.box[2] for d in found) * self._detection_scale(rgb) >= SMALL_FACES_UNLIKELY:
             return found  # only big faces (a portrait, a selfie): the tiles would cost ~15 detector calls for nothing
         tiles = [tile for tile in SMALL_FACE_TILES if 1.5 * tile <= self._detection_side(rgb)]
         small_score = min(1.0, min_score + SMALL_FACE_EXTRA_SCORE)
@@ -224,9 +223,13 @@ class Pipeline:
         """The long side of the image as the detectors see it (downscaled to max_side)."""
         return min(max(rgb.shape[:2]), self.max_side)
 
+    def _detection_scale(self, rgb) -> float:
+        """Detection pixels per image pixel (below 1 for photos downscaled to max_side)."""
+        return self._detection_side(rgb) / max(rgb.shape[:2])
+
     def _small_faces_note(self, rgb, found: list[Detection]) -> str | None:
         """Several faces near the detector's limit mean others, a little smaller, may have been missed."""
-        scale = self._detection_side(rgb) / max(rgb.shape[:2])
+        scale = self._detection_scale(rgb)
         limit = SMALL_FACE_NOTE / scale  # in the photo's own pixels
         count = sum(d.box[2] < limit for d in found)
         if count < SMALL_FACE_NOTE_COUNT:
