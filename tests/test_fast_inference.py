@@ -87,8 +87,8 @@ def both_paths(torch_one_thread, shipped, test_sample):  # noqa: F811
     images, kept = load_images(test_sample, shipped.image_size)
     batch = normalize()(images)
     results = {}
-    for name, model in (("fp32", shipped), ("bf16", FastModel(shipped, "bf16"))):
-        parts = [explain(model, batch[i:i + 25]) for i in range(0, len(batch), 25)]
+    for name, net in (("fp32", shipped), ("bf16", FastModel(shipped, "bf16"))):
+        parts = [explain(net, batch[i:i + 25]) for i in range(0, len(batch), 25)]
         readouts = {k: torch.cat([p[0][k] for p in parts]).numpy() for k in ("p_female", "age")}
         maps = {head: np.concatenate([p[1][head] for p in parts]) for head in ("gender", "age")}
         results[name] = readouts, maps

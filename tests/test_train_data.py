@@ -15,11 +15,11 @@ from PIL import Image
 
 from model.age import AGE_BINS, MAX_AGE
 from synthetic import face_image, make_fairface_folder, make_utkface_folder
-from train.data import (RACES, UNKNOWN, Record, age_band, dedupe, detect_layout, load_records, parse_age_range,
-                        parse_utkface_name, read_split_csv, scan_celeba, scan_fairface, scan_utkface, split_records,
-                        write_split_csv)
+from train.data import (RACES, UNKNOWN, Record, age_band, dedupe, detect_layout, in_age_range, load_records,
+                        parse_age_range, parse_utkface_name, read_split_csv, scan_celeba, scan_fairface, scan_utkface,
+                        split_records, write_split_csv)
 from train.images import load_images, read_face
-from train.losses import in_age_range, interval_nll, multitask_loss
+from train.losses import interval_nll, multitask_loss
 from train.sampler import BalancedSampler, cell_weights
 
 

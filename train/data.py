@@ -63,6 +63,17 @@ class Record:
         return age_band(self.age_low, self.age_high)
 
 
+def is_range_label(age, low, high):
+    """Whether a label is an age range (age unknown, low < high), elementwise: numbers, numpy arrays or tensors."""
+    return (age < 0) & (low >= 0) & (high > low)
+
+
+def in_age_range(pred_age, low, high):
+    """Whether the predicted age, to the nearest whole year, lies inside low..high (elementwise, as above).
+    The labels count whole years, so 29.4 is inside "20-29" and 29.6 is not; a NaN prediction is outside."""
+    return (pred_age >= low - 0.5) & (pred_age < high + 0.5)
+
+
 def age_band(age: int, high: int | None = None) -> str:
     """The AGE_BANDS label of an age, or of the range age..high when it lies inside one band ("unknown" else)."""
     high = age if high is None else high

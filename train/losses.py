@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from model.age import expected_age, soft_age_targets
 from model.nets import split_output
+from train.data import is_range_label
 
 
 def interval_nll(age_logits: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *
     pos_weight = torch.tensor(female_weight, device=out.device)
     loss_gender = F.binary_cross_entropy_with_logits(gender_logit, gender.float(), pos_weight=pos_weight)
     known = age >= 0
-    ranged = (~known & (age_low >= 0) & (age_high > age_low)) if age_low is not None and age_high is not None \
+    ranged = is_range_label(age, age_low, age_high) if age_low is not None and age_high is not None \
         else torch.zeros_like(known)
     per_face = []
     if known.any():
@@ -54,9 +55,3 @@ def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *
         loss_age = out.sum() * 0.0  # keeps the graph valid for an all-unknown batch
     total = gender_weight * loss_gender + age_weight * loss_age
     return total, {"loss": total.item(), "loss_gender": loss_gender.item(), "loss_age": loss_age.item()}
-
-
-def in_age_range(pred_age: torch.Tensor, age_low: torch.Tensor, age_high: torch.Tensor) -> torch.Tensor:
-    """[N] bool: the predicted (expected) age, to the nearest whole year, lies inside age_low..age_high (the
-    labels count whole years, so 29.4 is inside "20-29" and 29.6 is not)."""
-    return (pred_age >= age_low - 0.5) & (pred_age < age_high + 0.5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from train.data import UNKNOWN, age_band, race_name
+from train.data import UNKNOWN, age_band, in_age_range, is_range_label, race_name
 
 
 def gender_accuracy(p_female: np.ndarray, gender: np.ndarray) -> float:
@@ -80,11 +80,9 @@ def interval_coverage(pred_low: np.ndarray, pred_high: np.ndarray, age: np.ndarr
 
 
 def range_accuracy(pred_age: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
-    """Share of range-labelled faces whose predicted age, to the nearest whole year, lies in low..high.
-
-    The rule of train.losses.in_age_range: the labels count whole years, so 29.4 is inside "20-29"."""
-    inside = (pred_age >= low - 0.5) & (pred_age < high + 0.5)  # False for NaN: no prediction is wrong
-    return float(inside.mean()) if len(low) else float("nan")
+    """Share of range-labelled faces whose predicted age, to the nearest whole year, lies in low..high
+    (train.data.in_age_range, the rule validation uses too; no prediction, NaN, is wrong)."""
+    return float(in_age_range(pred_age, low, high).mean()) if len(low) else float("nan")
 
 
 def interval_overlap(pred_low: np.ndarray, pred_high: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
@@ -101,7 +99,7 @@ class AgeLabels:
         self.low = self.age.copy() if age_low is None else np.asarray(age_low)
         self.high = self.age.copy() if age_high is None else np.asarray(age_high)
         self.exact = self.age != UNKNOWN
-        self.ranged = ~self.exact & (self.low >= 0) & (self.high > self.low)
+        self.ranged = is_range_label(self.age, self.low, self.high)
 
     def target(self) -> np.ndarray:
         """The age a signed error is measured against: the exact age, a range's middle, else NaN.

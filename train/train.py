@@ -41,11 +41,11 @@ from model.preprocess import normalize
 from train import calibrate, distributed, plots
 from train.augment import BatchAugment
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
-from train.data import (AGE_BANDS, RACES, age_band, load_records, race_name, read_split_csv, split_records,
-                        write_split_csv)
+from train.data import (AGE_BANDS, RACES, age_band, in_age_range, is_range_label, load_records, race_name,
+                        read_split_csv, split_records, write_split_csv)
 from train.features import frozen_features
 from train.images import load_images
-from train.losses import in_age_range, multitask_loss
+from train.losses import multitask_loss
 from train.sampler import BalancedSampler, shuffled_order
 
 log = logging.getLogger("train")
@@ -348,7 +348,7 @@ def run_eval(inputs: Inputs, split: str, labels: dict, cfg, batch_size=256) -> t
                               age_weight=cfg.age_weight, age_l1=cfg.age_l1)
     gender_logit, age_logits = split_output(outs)
     pred_age = expected_age(age_logits)
-    known, ranged = age >= 0, (age < 0) & (low >= 0) & (high > low)
+    known, ranged = age >= 0, is_range_label(age, low, high)
     parts["gender_acc"] = ((gender_logit > 0).long() == gender).float().mean().item()
     parts["age_mae"] = (pred_age[known] - age[known]).abs().mean().item() if known.any() else math.nan
     parts["age_range_acc"] = in_age_range(pred_age[ranged], low[ranged], high[ranged]).float().mean().item() \
