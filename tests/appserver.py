@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from demo.loadtest import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 90  # generous: CI machines can be busy; start-up is measured separately
 PURGE_AFTER_S = 8  # the test app deletes uploads this soon (120 s in real use), so the purge can be tested
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_random_models(folder: Path) -> dict[str, Path]:
