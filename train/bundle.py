@@ -3,16 +3,18 @@
 Writes the weights as bundled weights (config.json, model.safetensors, sha256; float16 with --half, which
 the loader casts back to float32), the evaluation report and plots (RUN/eval -> NAME/eval, read by the
 app's About tab), the learning curves and training options, and the split once for all bundled models
-(assets/models/split.csv; a run with a different split is refused rather than overwriting it).
+(assets/models/split.csv). Bundled models must agree on every source they both list (a run whose UTKFace rows
+differ is refused rather than overwriting them); a source only the run has (FairFace) is added to the file.
 """
 from __future__ import annotations
 
 import argparse
-import filecmp
 import shutil
+from collections import defaultdict
 from pathlib import Path
 
 from model.hub import load_model, write_bundle
+from train.data import read_split_csv, write_split_csv
 
 EVAL_FILES = ("metrics.json", "report.md", "confusion.png", "reliability.png", "age_scatter.png", "by_race.png",
               "by_age_band.png")
@@ -25,8 +27,7 @@ def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
     if missing:
         raise SystemExit(f"{run} has no evaluation ({', '.join(missing)}): run python -m train.evaluate --run {run}")
     shared_split = dest.parent / "split.csv"
-    if shared_split.exists() and not filecmp.cmp(shared_split, run / "split.csv", shallow=False):
-        raise SystemExit(f"{run}/split.csv differs from {shared_split}: bundled models must share one split")
+    merged = merged_split(shared_split, run / "split.csv")
     write_bundle(load_model(str(run / "model")), dest, half=half)
     (dest / "eval").mkdir(exist_ok=True)
     for name in EVAL_FILES:
@@ -35,8 +36,29 @@ def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
         shutil.copytree(run / "eval" / "fairface", dest / "eval" / "fairface", dirs_exist_ok=True)
     for name in RUN_FILES:
         shutil.copy(run / name, dest / name)
-    shutil.copy(run / "split.csv", shared_split)
+    write_split_csv(merged, shared_split)
     return dest
+
+
+def merged_split(shared: Path, run_split: Path) -> list:
+    """The shared split plus the sources only the run lists; SystemExit if a source both list differs."""
+    run_rows = read_split_csv(run_split)
+    if not shared.exists():
+        return run_rows
+    shared_rows = read_split_csv(shared)
+
+    def by_source(rows) -> dict:
+        table = defaultdict(set)
+        for r in rows:
+            table[r.source].add((r.path, r.split))
+        return table
+
+    ours, theirs = by_source(shared_rows), by_source(run_rows)
+    differing = sorted(s for s in ours.keys() & theirs.keys() if ours[s] != theirs[s])
+    if differing:
+        raise SystemExit(f"{run_split} differs from {shared} on {', '.join(differing)}: bundled models must "
+                         f"share one split (train with --split-csv {shared})")
+    return shared_rows + [r for r in run_rows if r.source not in ours]
 
 
 def main(argv=None) -> None:
