@@ -8,16 +8,17 @@ from __future__ import annotations
 import math
 
 from demo.ui_models import CHOICES, ModelBank
+from model.datasets import DATASETS, describe, trained_on
 
 ARCHITECTURES = {
-    "scratch": "A small convolutional network trained from scratch on UTKFace: quick on a CPU.",
-    "vgg16": "VGG16's ImageNet-pretrained convolutional base, fine-tuned on UTKFace with two small heads: "
+    "scratch": "A small convolutional network trained from scratch: quick on a CPU.",
+    "vgg16": "VGG16's ImageNet-pretrained convolutional base, fine-tuned with two small heads: "
              "slower, usually more accurate.",
 }
 
 CAVEATS = """
 ### Please read
-- **Appearance does not determine gender.** The model outputs the probability that the UTKFace annotators
+- **Appearance does not determine gender.** The model outputs the probability that the data sets' annotators
   would have labelled a face "female" or "male"; it knows nothing about how a person identifies, and the data
   has only those two labels.
 - **Predictions can be wrong**, sometimes confidently: lighting, pose, make-up, glasses, image quality and
@@ -26,11 +27,10 @@ CAVEATS = """
 - Do not use this demo to make decisions about people.
 
 ### Data
-Trained on [UTKFace](https://susanqq.github.io/UTKFace/) (about 23,700 aligned and cropped faces, ages 1–116,
-with gender and ethnicity labels), which is licensed for **non-commercial research only**; the image
-copyrights stay with their owners. Zhang, Song, Qi, *Age Progression/Regression by Conditional Adversarial
-Autoencoder*, CVPR 2017. The models inherit the data set's biases, including its two-valued gender labels
-and its uneven coverage of ages and ethnicities.
+{data}
+
+The models inherit the data sets' biases, including their two-valued gender labels, their appearance-based
+race labels and UTKFace's uneven coverage of ages and ethnicities.
 
 ### Privacy
 Photos and webcam frames are processed in memory and not kept: uploads and generated images are purged
@@ -59,9 +59,18 @@ def _weakest(groups: dict, key: str, worst) -> tuple[str, float] | None:
     return worst(scored, key=lambda item: item[1]) if scored else None
 
 
-def model_section(name: str, metrics: dict | None) -> str:
+def data_markdown(datasets) -> str:
+    """The data sets, with their licence and reference."""
+    return "\n".join(f"- [{d.name}]({d.url}): {d.about}. Licence: **{d.licence}**. {d.reference}."
+                     for d in datasets)
+
+
+def model_section(name: str, metrics: dict | None, data_report: dict | None = None) -> str:
     choice = CHOICES[name]
     lines = [f"### {choice.label}", ARCHITECTURES[name]]
+    datasets = trained_on(data_report or {})
+    if datasets:
+        lines.append(f"Trained on {describe(datasets)}.")
     block = _test_metrics(metrics) if metrics else None
     if block is None:
         lines.append("\n*No evaluation results are bundled with this model.*")
@@ -83,7 +92,26 @@ def model_section(name: str, metrics: dict | None) -> str:
             weak.append(f"- lowest gender accuracy by {what}: **{worst_gender[0]}** ({worst_gender[1]:.1%})")
     if weak:
         lines += [f"\nWhere it is weakest (groups of at least {MIN_GROUP} test faces):", *weak]
+    lines += _fairface_lines(metrics.get("fairface_val") or {})
     return "\n".join(lines)
+
+
+def _fairface_lines(ff: dict) -> list[str]:
+    """FairFace val: photos unlike UTKFace's, balanced over race groups, never trained or selected on."""
+    if not isinstance(ff.get("gender_accuracy"), float):
+        return []
+    line = (f"\nOn FairFace's validation set ({ff['n']:,} faces from a different, race-balanced collection, never "
+            f"trained on): gender accuracy **{ff['gender_accuracy']:.1%}** on its face crops")
+    on = ff.get("detection_on") or {}
+    if isinstance(on.get("gender_accuracy"), float):
+        line += (f", **{on['gender_accuracy']:.1%}** through this app (faces found in {on['face_found']:.1%} "
+                 "of the crops; a miss counts as wrong)")
+    line += f"; the expected age falls in the labelled age range for {ff['age_range_accuracy']:.0%}."
+    gap = ff.get("race_gap") or {}
+    if gap.get("worst_group"):
+        line += (f" Lowest gender accuracy by race group: **{gap['worst_group'].replace('_', ' ')}** "
+                 f"({gap['worst']:.1%}, {100 * gap['gap']:.1f} points below the mean of groups).")
+    return [line]
 
 
 def about_markdown(bank: ModelBank) -> str:
@@ -92,6 +120,8 @@ def about_markdown(bank: ModelBank) -> str:
                 "two heads: the probability that the face would be labelled female, and a distribution over "
                 "ages 0–100 (its mean is the age shown; the interval covers the central 80%). Grad-CAM shows "
                 "which pixels pushed the chosen head's output up."]
-    sections += [model_section(name, bank.metrics(name)) for name in CHOICES]
-    sections.append(CAVEATS)
+    reports = {name: bank.data_report(name) or {} for name in CHOICES}
+    sections += [model_section(name, bank.metrics(name), reports[name]) for name in CHOICES]
+    used = {d.key for report in reports.values() for d, _ in trained_on(report)} or {"utkface"}
+    sections.append(CAVEATS.format(data=data_markdown(d for key, d in DATASETS.items() if key in used)))
     return "\n\n".join(sections)

@@ -79,9 +79,17 @@ class ModelBank:
 
 
     def metrics(self, name: str) -> dict | None:
-        """Measured test metrics for a model, as written by train/evaluate.py: eval/metrics.json in the model's
-        own folder (a local model folder given as its spec; the bundled assets/models/<name>/ for the default
-        spec). None when not known, e.g. a Hub repo id: never another model's numbers."""
+        """Measured test metrics for a model, as written by train/evaluate.py (eval/metrics.json)."""
+        return self._model_json(name, "eval/metrics.json")
+
+    def data_report(self, name: str) -> dict | None:
+        """What the model was trained on, as written by python -m train (data_report.json)."""
+        return self._model_json(name, "data_report.json")
+
+    def _model_json(self, name: str, path: str) -> dict | None:
+        """A JSON file shipped with a model: in the model's own folder (a local model folder given as its spec;
+        the bundled assets/models/<name>/ for the default spec). None when not known, e.g. a Hub repo id:
+        never another model's file."""
         spec = self._specs[name]
         if Path(spec).is_dir():
             folder = Path(spec)
@@ -90,6 +98,6 @@ class ModelBank:
         else:
             return None
         try:
-            return json.loads((folder / "eval" / "metrics.json").read_text())
+            return json.loads((folder / path).read_text())
         except (OSError, ValueError):
             return None

@@ -12,17 +12,12 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from model.datasets import DATASETS, trained_on
 from model.nets import hub_kwargs
 
-DATASET_ID = "UTKFace"
 DATASET_NAME = "UTKFace (deduplicated), test split"
+FAIRFACE_NAME = "FairFace, validation set (never trained on)"
 ARCH_NAMES = {"scratch": "a small CNN trained from scratch", "vgg16": "an ImageNet VGG16 conv base, fine-tuned"}
-CITATION = """@inproceedings{zhang2017age,
-  title     = {Age Progression/Regression by Conditional Adversarial Autoencoder},
-  author    = {Zhang, Zhifei and Song, Yang and Qi, Hairong},
-  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2017}
-}"""
 
 
 def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
@@ -30,6 +25,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     run = Path(run_dir)
     config = json.loads((run / "model" / "config.json").read_text())
     metrics = _read_json(run / "eval" / "metrics.json")
+    datasets = trained_on(_read_json(run / "data_report.json")) or [(DATASETS["utkface"], None)]
     arch, size = config["arch"], config["image_size"]
     name = repo_id.split("/")[-1] if repo_id else f"age-gender-{arch}"
 
@@ -40,7 +36,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         library_name=hub["library_name"],
         license=hub["license"],
         tags=[*hub["tags"], arch],
-        datasets=[DATASET_ID],
+        datasets=[d.name for d, _ in datasets],
         metrics=["accuracy", "f1", "mae"],
         pipeline_tag="image-classification",
         **model_index,
@@ -52,7 +48,7 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         "face age & gender demo, which adds face detection and Grad-CAM.",
         _usage(repo_id),
         INTENDED_USE,
-        _training_data(run),
+        _training_data(run, datasets),
         PREPROCESSING.format(size=size),
         _training(run),
         _evaluation(metrics),
@@ -75,10 +71,23 @@ def _eval_results(metrics: dict) -> list[EvalResult]:
         ("ece", "ece", "Gender expected calibration error")]]
     rows += [("age-estimation", "Age estimation", t, n, age.get(k)) for k, t, n in [
         ("mae", "mae", "Age MAE (years)"), ("cs5", "cs5", "Age CS(5): share within 5 years")]]
-    return [EvalResult(task_type=task, task_name=task_name, dataset_type=DATASET_ID, dataset_name=DATASET_NAME,
+    return [EvalResult(task_type=task, task_name=task_name, dataset_type="UTKFace", dataset_name=DATASET_NAME,
                        dataset_split=metrics.get("split", "test"), metric_type=metric, metric_name=metric_name,
                        metric_value=round(float(value), 4))
-            for task, task_name, metric, metric_name, value in rows if value is not None]
+            for task, task_name, metric, metric_name, value in rows if value is not None] + _fairface_results(metrics)
+
+
+def _fairface_results(metrics: dict) -> list[EvalResult]:
+    """FairFace val: gender accuracy of the crops and through the demo's pipeline (every image counted)."""
+    ff = metrics.get("fairface_val") or {}
+    end_to_end = ff.get("detection_on") or {}
+    rows = [("accuracy", "Gender accuracy (face crops)", ff.get("gender_accuracy")),
+            ("accuracy", "Gender accuracy (end to end, detection on)", end_to_end.get("gender_accuracy")),
+            ("accuracy", "Age-range accuracy (face crops)", ff.get("age_range_accuracy"))]
+    return [EvalResult(task_type="image-classification", task_name=name.split(" (")[0], dataset_type="FairFace",
+                       dataset_name=FAIRFACE_NAME, dataset_split="validation", metric_type=metric, metric_name=name,
+                       metric_value=round(float(value), 4))
+            for metric, name, value in rows if value is not None]
 
 
 def _usage(repo_id: str | None) -> str:
@@ -106,36 +115,44 @@ identifying or profiling anyone), surveillance, and commercial use (the training
 on faces of people who agreed to it."""
 
 
-def _training_data(run: Path) -> str:
-    text = """## Training data and licence
+def _training_data(run: Path, datasets: list) -> str:
+    sources = "\n".join(f"- [{d.name}]({d.url}): {d.about}. Licence: **{d.licence}**."
+                        + (f" {n:,} faces in the training split." if n else "") for d, n in datasets)
+    text = f"""## Training data and licence
 
-[UTKFace](https://susanqq.github.io/UTKFace/) "aligned & cropped" faces, labelled with age (0-116), a binary
-gender and one of five race categories, annotated from appearance. **The dataset is for non-commercial research
-only** and image copyrights stay with their owners; this model inherits that restriction (licence here:
-CC BY-NC 4.0). Byte-identical duplicates were removed before splitting so that no face leaks across splits;
-the exact split is in `split.csv` and the dataset report in `data_report.json`.
+{sources}
+
+Labels were annotated from appearance. UTKFace is for non-commercial research only, and this model inherits
+that restriction (licence here: CC BY-NC 4.0). Byte-identical duplicates were removed before splitting so
+that no face leaks across splits; the exact split is in `split.csv` and the dataset report in
+`data_report.json`.
 
 Please cite:
 
 ```bibtex
-""" + CITATION + "\n```"
+""" + "\n\n".join(d.citation for d, _ in datasets) + "\n```"
     counts = _split_counts(run / "split.csv")
     if counts:
-        text += "\n\n| split | faces | female | male | age known |\n|---|---:|---:|---:|---:|\n" + "\n".join(
-            f"| {split} | {c['n']} | {c['female']} | {c['male']} | {c['age']} |" for split, c in counts.items())
+        text += ("\n\n| split | data set | faces | female | male | exact age |\n|---|---|---:|---:|---:|---:|\n"
+                 + "\n".join(f"| {split} | {_dataset_name(source)} | {c['n']} | {c['female']} | {c['male']} | "
+                             f"{c['age']} |" for (split, source), c in counts.items()))
     return text
 
 
-def _split_counts(path: Path) -> dict[str, Counter]:
+def _dataset_name(source: str) -> str:
+    return DATASETS[source].name if source in DATASETS else source
+
+
+def _split_counts(path: Path) -> dict[tuple[str, str], Counter]:
     if not path.is_file():
         return {}
-    counts: dict[str, Counter] = {}
+    counts: dict[tuple[str, str], Counter] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            c = counts.setdefault(row["split"], Counter())
+            c = counts.setdefault((row["split"], row.get("source", "")), Counter())
             c["n"] += 1
             c["female" if row["gender"] == "1" else "male"] += 1
-            c["age"] += int(row["age"]) >= 0  # -1 = unknown
+            c["age"] += int(row["age"]) >= 0  # -1 = unknown, or a range label (FairFace)
     return counts
 
 
@@ -168,12 +185,38 @@ def _evaluation(metrics: dict) -> str:
     text = (f"## Evaluation\n\nOn the held-out {metrics.get('split', 'test')} split ({metrics.get('n', '?')} faces; "
             f"age metrics on the {a.get('n', '?')} with a known age). Full report: `eval/report.md`, plots in "
             f"`eval/`.\n\n| metric | value |\n|---|---:|\n{table}")
+    text += _fairface_evaluation(metrics.get("fairface_val") or {})
     confusion = g.get("confusion")
     if confusion:
         (tn, fp), (fn, tp) = confusion
         text += (f"\n\nGender confusion (rows: label, columns: prediction):\n\n| | male | female |\n|---|---:|---:|\n"
                  f"| male | {tn} | {fp} |\n| female | {fn} | {tp} |")
     return text
+
+
+def _fairface_evaluation(ff: dict) -> str:
+    """FairFace val: a second, race-balanced source the model was never selected on, scored on its face crops
+    and end to end through the demo (a crop where no face is found counts as wrong)."""
+    if "gender_accuracy" not in ff:
+        return ""
+    on = ff.get("detection_on", {})
+    rows = [("Gender accuracy, face crops", _pct(ff.get("gender_accuracy"))),
+            ("Gender accuracy, end to end (every image counted)", _pct(on.get("gender_accuracy"))),
+            ("Face found by the detector", _pct(on.get("face_found"))),
+            ("Age-range accuracy (expected age inside the labelled range)", _pct(ff.get("age_range_accuracy"))),
+            ("Weakest race group, gender accuracy (face crops)", _worst_group(ff.get("race_gap") or {}))]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows if value != "-")
+    return (f"\n\nOn FairFace's validation set ({ff.get('n', '?')} faces, labelled with age ranges, never used "
+            f"for training or model selection; per-race tables in `eval/fairface/report.md`):\n\n"
+            f"| metric | value |\n|---|---:|\n{table}")
+
+
+def _worst_group(gap: dict) -> str:
+    """"Black 81.1% (4.7 points below the mean of groups)", or "-"."""
+    if not gap.get("worst_group"):
+        return "-"
+    name = gap["worst_group"].replace("_", " ")
+    return f"{name} {_pct(gap['worst'])} ({100 * gap['gap']:.1f} points below the mean of groups)"
 
 
 def _fairness(metrics: dict) -> str:
@@ -200,8 +243,8 @@ LIMITATIONS = """## Limitations and risks
   nothing about non-binary people.
 - **Predictions can be wrong**, sometimes confidently: age is apparent age, off by several years on average
   and more for children and older adults; makeup, lighting, pose, occlusion and image quality all move the output.
-- **Dataset biases**: UTKFace labels were assigned from appearance, its demographics are unbalanced and its
-  race categories are coarse; errors are not spread evenly across groups (see Fairness).
+- **Dataset biases**: UTKFace and FairFace labels were assigned from appearance, UTKFace's demographics are
+  unbalanced and both data sets' race categories are coarse; errors are not spread evenly across groups (see Fairness).
 - Trained on web photos of faces; drawings, heavily edited images and non-frontal faces are out of distribution."""
 
 FILES = """## Files

@@ -84,7 +84,7 @@ def test_card_text_covers_use_data_licence_fairness_and_limits(tmp_path):
     assert 'load_model("someone/age-gender-scratch")' in text
     assert "resized to 32x32 px" in text  # preprocessing from the model's own config
     # Split sizes from split.csv (run 7 has an unknown age), metrics and the fairness tables from metrics.json.
-    assert "| train | 30 | 15 | 15 | 29 |" in text and "| test | 10 | 5 | 5 | 10 |" in text
+    assert "| train | UTKFace | 30 | 15 | 15 | 29 |" in text and "| test | UTKFace | 10 | 5 | 5 | 10 |" in text
     assert "| Gender accuracy | 87.5% |" in text and "| Age MAE (years) | 6.43 |" in text
     assert "| male | 18 | 2 |" in text and "| female | 3 | 17 |" in text
     assert "| White | 20 | 90.0% | 5.90 |" in text and "| Black | 10 | 80.0% | 7.25 |" in text

@@ -237,12 +237,12 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
 
 def fairface_summary(m: dict) -> dict:
     """The FairFace figures worth carrying in the main (UTKFace) metrics.json, which is what gets bundled."""
-    summary = {"n": m["n"], "gender_accuracy": m["gender"]["accuracy"],
+    summary = {"n": m["n"], "gender_accuracy": m["gender"]["accuracy"], "gender_ece": m["gender"]["ece"],
                "age_range_accuracy": m["age_range"]["range_accuracy"],
                "age_interval_overlap": m["age_range"]["interval_overlap"],
-               "age_mean_signed_error": m["age_range"]["mean_signed_error"]}
+               "age_mean_signed_error": m["age_range"]["mean_signed_error"], "race_gap": m["race_gap"]}
     for name, e in m.get("end_to_end", {}).items():
-        summary[name] = {k: e[k] for k in ("face_found", "gender_accuracy", "age_range_accuracy")}
+        summary[name] = {k: e[k] for k in ("face_found", "gender_accuracy", "age_range_accuracy", "race_gap")}
     return summary
 
 
