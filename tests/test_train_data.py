@@ -246,11 +246,20 @@ def test_split_keeps_fairface_out_of_test_and_leaves_utkface_alone(tmp_path):
 
 
 def test_old_split_csv_reads_with_ranges_from_age(tmp_path):
-    assert "age_low" not in SHIPPED_SPLIT.read_text().splitlines()[0]  # the published format
-    records = read_split_csv(SHIPPED_SPLIT)
-    assert len(records) == 23059 and all(r.age_low == r.age_high == r.age for r in records)
+    old = "path,age,gender,race,source,split\r\n30_0_0_a.jpg,30,0,0,utkface,train\r\n4_1_2_b.jpg,4,1,2,utkface,test\r\n"
+    (tmp_path / "old.csv").write_bytes(old.encode())  # the format published before range labels
+    records = read_split_csv(tmp_path / "old.csv")
+    assert [(r.age_low, r.age_high) for r in records] == [(30, 30), (4, 4)]
     write_split_csv(records, tmp_path / "split.csv")
-    assert (tmp_path / "split.csv").read_bytes() == SHIPPED_SPLIT.read_bytes()  # exact ages: same format
+    assert (tmp_path / "split.csv").read_bytes() == old.encode()  # exact ages only: still the same format
+
+
+def test_shipped_split_reads_and_writes_back_unchanged(tmp_path):
+    records = read_split_csv(SHIPPED_SPLIT)
+    utk = [r for r in records if r.source == "utkface"]
+    assert len(utk) == 23059 and all(r.age_low == r.age_high == r.age for r in utk)
+    write_split_csv(records, tmp_path / "split.csv")
+    assert (tmp_path / "split.csv").read_bytes() == SHIPPED_SPLIT.read_bytes()
 
 
 def test_split_csv_round_trip_with_ranges(tmp_path):
