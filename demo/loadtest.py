@@ -2,9 +2,9 @@
 
     python -m demo.loadtest [--clients 8] [--requests 25] [--model scratch]
 
-Starts `python app.py` on a free local port (bundled models, offline), warms it up, then runs two rounds:
-every client sending the same file (identical uploads share one stored path on the server), and every
-request sending a file of its own. Prints errors, throughput, median and p95 latency, and the server's
+Starts `python app.py` on a free local port (bundled models, offline), prints how soon it served, warms it
+up, then runs two rounds: every client sending the same file (identical uploads share one stored path on the
+server), and every request sending a file of its own. Prints errors, throughput, median and p95 latency, and the server's
 resident memory after warm-up and after each round.
 """
 from __future__ import annotations
@@ -105,7 +105,9 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
+    started = time.perf_counter()
     app = start_app(port, args.model)
+    print(f"app serving after {time.perf_counter() - started:.1f} s (python app.py to /config answering)")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             round_of(url, [[PHOTO] * 5], args.model)  # warm-up: the model, the detectors, the upload path

@@ -207,7 +207,9 @@ def test_no_face_says_so(page):
     expect(page.locator("#photo-status")).to_contain_text("No face found")
 
 
-def test_webcam_streams_annotated_frames(page):
+@pytest.mark.parametrize("model", ["Scratch", "VGG16"])
+def test_webcam_streams_annotated_frames(page, model):
+    page.locator("#model").get_by_text(model).click()
     page.get_by_role("tab", name="Webcam").click()
     page.locator("#webcam-input").get_by_text("Click to Access Webcam").click()
     page.get_by_role("button", name="capture photo").click()  # the Record button starts streaming
@@ -224,9 +226,9 @@ def test_webcam_streams_annotated_frames(page):
         const timer = setInterval(() => { if (img.src !== last) { n++; last = img.src; } }, 5);
         setTimeout(() => { clearInterval(timer); done(n); }, 5000);
     })""")
-    print(f"webcam: {count / 5:.1f} frames/s shown; server says: {latency.inner_text()}")
-    assert count / 5 >= 4  # 10 on an idle machine; a loaded CI machine must still stream
-    screenshot(page, "webcam")
+    print(f"webcam, {model}: {count / 5:.1f} frames/s shown; server says: {latency.inner_text()}")
+    assert count / 5 >= 4  # 12 on an idle machine (either model); a loaded CI machine must still stream
+    screenshot(page, f"webcam-{model.lower()}")
     page.get_by_role("button", name="capture photo").click()  # Stop
 
 
