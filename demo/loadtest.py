@@ -4,8 +4,8 @@
 
 Starts `python app.py` on a free local port (bundled models, offline), prints how soon it served, warms it
 up, then runs two rounds: every client sending the same file (identical uploads share one stored path on the
-server), and every request sending a file of its own. Prints errors, throughput, median and p95 latency, and the server's
-resident memory after warm-up and after each round.
+server), and every request sending a file of its own. Prints errors, throughput, median and p95 latency, and
+the server's resident memory after warm-up and after each round.
 """
 from __future__ import annotations
 

@@ -61,6 +61,6 @@ def trained_on(data_report: dict) -> list[tuple[Dataset, int | None]]:
 
 
 def describe(datasets: list[tuple[Dataset, int | None]]) -> str:
-    """"UTKFace (16,141 faces) and FairFace (36,002 faces)"."""
+    """"UTKFace (16,141 training faces) and FairFace (36,002 training faces)"."""
     parts = [d.name + (f" ({n:,} training faces)" if n else "") for d, n in datasets]
     return " and ".join(parts) if len(parts) < 3 else ", ".join(parts[:-1]) + " and " + parts[-1]
