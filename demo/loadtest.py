@@ -2,9 +2,10 @@
 
     python -m demo.loadtest [--clients 8] [--requests 25] [--model scratch]
 
-Starts `python app.py` on a free local port (bundled models, offline), prints how soon it served, warms it
-up, then runs two rounds: every client sending the same file (identical uploads share one stored path on the
-server), and every request sending a file of its own. Prints errors, throughput, median and p95 latency, and
+Starts `python app.py` on a free local port (bundled models, offline), prints how soon it served and how
+long one client's first and tenth requests took (warm-up), then runs two rounds: every client sending the
+same file (identical uploads share one stored path on the server), and every request sending a file of its
+own. Prints errors, throughput, median and p95 latency, and
 the server's resident memory after warm-up and after each round.
 """
 from __future__ import annotations
@@ -110,7 +111,13 @@ def main(argv=None) -> None:
     print(f"app serving after {time.perf_counter() - started:.1f} s (python app.py to /config answering)")
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            round_of(url, [[PHOTO] * 5], args.model)  # warm-up: the model, the detectors, the upload path
+            # one client, ten requests right after the app served: is the first as fast as the tenth (warm-up)?
+            first, errors, _ = round_of(url, [[PHOTO] * 10], args.model)
+            if len(first) == 10:
+                print(f"one client, requests 1 and 10 right after start: {first[0]:.2f} s and {first[-1]:.2f} s "
+                      f"(median of 10: {statistics.median(first):.2f} s)")
+            for error in sorted(set(errors))[:5]:
+                print(f"  error: {error}")
             rss_warm = rss_mb(app.pid)
             print(f"{args.clients} clients x {args.requests} /predict ({args.model}); server RSS after warm-up "
                   f"{rss_warm:.0f} MB")

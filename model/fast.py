@@ -6,17 +6,21 @@ matrix instructions (x86 flags avx512_bf16 or amx_bf16), fp32 elsewhere, always 
 conv+BatchNorm folded; the tail stays fp32, so the readouts and Grad-CAM's gradients are computed in fp32
 from the body's activations. tests/test_fast_inference.py checks bf16 against fp32 on 200 UTKFace test faces.
 
-Measured on the 2-core AMD EPYC (Zen 4: avx512_bf16, no AMX), one thread, CPU ms for one face (VGG16 128 px,
-10 GFLOP / scratch 64 px): fp32 105 / 4.0, fp32 channels_last 104 / 3.0, bf16 channels_last 52 / 2.1.
+Measured with `python -m demo.bench` (medians, ms, model stage for one face, VGG16 128 px ~10 GFLOP / scratch
+64 px): on the 2-core Intel Xeon with AMX (amx_bf16) and avx512_bf16, two threads, fp32 33 / 1.9 against bf16
+9.4 / 1.7 (VGG16 10 faces: 294 -> 71); on the 2-core AMD EPYC Zen 4 (avx512_bf16, no AMX), one thread, fp32
+channels_last 104 / 3.0 against bf16 52 / 2.1.
+
 Tried and left out:
 - torch.autocast: it casts the weights again on every call; weights cast once ran 52 against 66 ms.
 - torch.compile: 44 s to compile VGG16 for a 10% gain: the app must serve within 10 s.
 - torch.jit.freeze: within the noise of eager bf16.
-- torch.ao int8 (FX, x86 backend, calibrated on 128 training faces): VGG16 2x faster again (26 ms) and
-  within the parity bounds, but scratch's ages moved 0.31 y on average (bound 0.3), and it needs activation
-  ranges shipped with every model and an API torch has deprecated. Not used.
+- torch.ao int8 (FX, x86 backend, calibrated on 128 training faces): VGG16 2x faster again (Zen 4: 26 ms;
+  AMX Xeon, one thread on a busy machine: 4.5 ms against 13 in bf16) and within the parity bounds, but
+  scratch's ages moved 0.31 y on average (bound 0.3), and it needs activation ranges shipped with every model
+  and an API torch has deprecated. bf16 already meets the speed floors: not used.
 - ONNX Runtime / OpenVINO: not installed here; oneDNN already runs native bf16 kernels
-  (brg_conv avx512_core_bf16) near this core's bf16 peak, which leaves them little to win.
+  (brg_conv avx512_core_bf16; AMX tiles where the CPU has them), which leaves them little to win.
 """
 from __future__ import annotations
 
@@ -88,9 +92,13 @@ class FastModel:
         return self.body(batch.to(self.dtype, memory_format=torch.channels_last)).float()
 
     @torch.no_grad()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """As `model(batch)`: the raw outputs [N, 1 + AGE_BINS], in fp32."""
+        return self.tail(self.features(batch))
+
     def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """As `AgeGenderNet.predict`: calibrated readouts per face."""
-        return self.readouts(self.tail(self.features(batch)))
+        return self.readouts(self(batch))
 
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.readouts(out)

@@ -59,6 +59,15 @@ class AgeGenderNet(nn.Module):
         # Temperature scaling for the gender probability, fitted on the validation split after training
         # (train/calibrate.py). A buffer, so it travels inside model.safetensors.
         self.register_buffer("gender_temperature", torch.ones(()))
+        # The same for the age distribution (its logits are divided by it): fitted on validation so the 80%
+        # interval shown covers about 80% of true ages.
+        self.register_buffer("age_temperature", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Model files saved before the age temperature existed load with 1.0 (their behaviour then), as
+        # BatchNorm does for its num_batches_tracked.
+        state_dict.setdefault(prefix + "age_temperature", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -79,6 +88,7 @@ class AgeGenderNet(nn.Module):
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""
         gender_logit, age_logits = split_output(out.detach())
+        age_logits = age_logits / self.age_temperature
         low, high = age_interval(age_logits)
         return {
             "p_female": torch.sigmoid(gender_logit / self.gender_temperature),

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from train.bundle import merged_split
+import json
+
+from train.bundle import merged_split, portable_split
 from train.data import Record, read_split_csv, write_split_csv
 
 
@@ -12,7 +14,7 @@ def utk(name: str, split: str) -> Record:
 
 
 def fairface(name: str, split: str) -> Record:
-    return Record(f"fair_face/train/{name}.jpg", -1, 1, 5, source="fairface", split=split, age_low=20, age_high=29)
+    return Record(f"train/{name}.jpg", -1, 1, 5, source="fairface", split=split, age_low=20, age_high=29)
 
 
 UTK = [utk("30_0_0_a", "train"), utk("31_0_0_b", "val"), utk("32_0_0_c", "test")]
@@ -20,19 +22,18 @@ UTK = [utk("30_0_0_a", "train"), utk("31_0_0_b", "val"), utk("32_0_0_c", "test")
 
 def test_a_run_with_the_same_utkface_rows_adds_its_fairface_rows(tmp_path):
     write_split_csv(UTK, tmp_path / "shared.csv")
-    write_split_csv(list(reversed(UTK)) + [fairface("1", "train"), fairface("2", "val")], tmp_path / "run.csv")
-    merged = merged_split(tmp_path / "shared.csv", tmp_path / "run.csv")
+    run = list(reversed(UTK)) + [fairface("1", "train"), fairface("2", "val")]
+    merged = merged_split(tmp_path / "shared.csv", run)
     assert [(r.source, r.path, r.split) for r in merged] == \
-        [(r.source, r.path, r.split) for r in UTK] + [("fairface", "fair_face/train/1.jpg", "train"),
-                                                      ("fairface", "fair_face/train/2.jpg", "val")]
+        [(r.source, r.path, r.split) for r in UTK] + [("fairface", "train/1.jpg", "train"),
+                                                      ("fairface", "train/2.jpg", "val")]
     assert (merged[-1].age_low, merged[-1].age_high) == (20, 29)
 
 
 def test_a_utkface_only_run_keeps_the_shared_fairface_rows(tmp_path):
     both = UTK + [fairface("1", "train")]
     write_split_csv(both, tmp_path / "shared.csv")
-    write_split_csv(UTK, tmp_path / "run.csv")
-    assert len(merged_split(tmp_path / "shared.csv", tmp_path / "run.csv")) == 4
+    assert len(merged_split(tmp_path / "shared.csv", UTK)) == 4
 
 
 @pytest.mark.parametrize("change", ["split", "row"])
@@ -40,12 +41,28 @@ def test_a_run_with_other_utkface_rows_is_refused(tmp_path, change):
     write_split_csv(UTK, tmp_path / "shared.csv")
     other = [utk("30_0_0_a", "val" if change == "split" else "train"), UTK[1],
              UTK[2] if change == "split" else utk("33_0_0_d", "test")]
-    write_split_csv(other, tmp_path / "run.csv")
     with pytest.raises(SystemExit, match="differs .* on utkface"):
-        merged_split(tmp_path / "shared.csv", tmp_path / "run.csv")
+        merged_split(tmp_path / "shared.csv", other)
     assert read_split_csv(tmp_path / "shared.csv")[0].split == "train"  # untouched
 
 
 def test_the_first_bundle_takes_the_runs_split(tmp_path):
-    write_split_csv(UTK, tmp_path / "run.csv")
-    assert len(merged_split(tmp_path / "missing.csv", tmp_path / "run.csv")) == 3
+    assert len(merged_split(tmp_path / "missing.csv", UTK)) == 3
+
+
+def test_a_runs_paths_become_relative_to_each_source(tmp_path):
+    """A run lists paths under the folder its sources share (the machine's cache); shipped rows are relative
+    to each source's own folder, so another machine's run matches them."""
+    cache = tmp_path / "cache"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "data_report.json").write_text(json.dumps({"split_root": str(cache), "sources": [
+        {"layout": "utkface", "root": str(cache / "UTKFace-1a2b" / "UTKFace")},
+        {"layout": "fairface", "root": str(cache / "fairface" / "fair_face")}]}))
+    write_split_csv([Record(str(cache / "UTKFace-1a2b" / "UTKFace" / "30_0_0_a.jpg.chip.jpg"), 30, 0, 0,
+                            source="utkface", split="train"),
+                     Record(str(cache / "fairface" / "fair_face" / "train" / "1.jpg"), -1, 1, 5, source="fairface",
+                            split="val", age_low=20, age_high=29)], run / "split.csv", root=cache)
+    assert (run / "split.csv").read_text().splitlines()[1].startswith("UTKFace-1a2b/UTKFace/30_0_0_a")
+    assert [(r.source, r.path) for r in portable_split(run)] == [("utkface", "30_0_0_a.jpg.chip.jpg"),
+                                                                ("fairface", "train/1.jpg")]

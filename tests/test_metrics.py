@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.age import AGE_BINS, age_interval, expected_age
-from train.calibrate import fit_temperature
+from train.calibrate import fit_age_temperature, fit_temperature
 from train.data import UNKNOWN
 from train.metrics import (age_mae, all_metrics, children_metrics, confusion, cumulative_score,
                            end_to_end_metrics, expected_calibration_error, f1_weighted, gender_accuracy,
@@ -122,3 +122,28 @@ def test_temperature_scaling_fixes_overconfidence():
     labels = (torch.rand(4000) < torch.sigmoid(true_logit)).long()
     t = fit_temperature(true_logit * 3, labels)  # a model 3x too confident
     assert t == pytest.approx(3.0, rel=0.15)
+
+
+def test_age_temperature_fixes_an_overconfident_age_distribution_and_its_interval():
+    """Ages drawn from each face's true distribution; a model sqrt(2) times too narrow must be widened back (T ~ 2),
+    from exact ages and decade ranges alike, and then its 80% interval covers as many ages as the true one."""
+    torch.manual_seed(0)
+    n = 3000
+    centre = torch.randint(5, 90, (n,)).float()
+    true_logits = -0.5 * ((torch.arange(AGE_BINS).float() - centre[:, None]) / 6.0) ** 2
+    age = torch.distributions.Categorical(logits=true_logits).sample()
+    overconfident = true_logits * 2
+    exact = fit_age_temperature(overconfident, age, torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long))
+    assert exact == pytest.approx(2.0, rel=0.1)
+    low, high = (age // 10) * 10, (age // 10) * 10 + 9  # the same faces labelled only with their decade
+    ranged = fit_age_temperature(overconfident, torch.full((n,), -1), low, high)
+    assert ranged == pytest.approx(2.0, rel=0.25)
+
+    def coverage(logits):
+        lo, hi = age_interval(logits)
+        return ((age >= lo) & (age <= hi)).float().mean().item()
+
+    # whole-year interval bounds cover a little over 80% even with the true distribution
+    assert coverage(overconfident) < 0.66
+    assert coverage(overconfident / exact) == pytest.approx(coverage(true_logits), abs=0.015)
+    assert 0.79 <= coverage(true_logits) <= 0.86

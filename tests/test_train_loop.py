@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from model.age import AGE_BINS
 from model.nets import ScratchNet, VGGNet, build_model
@@ -67,10 +67,11 @@ def test_two_epochs_lower_the_loss_and_write_the_run(tmp_path, utk):
                  "data_report.json", "curves.png", "metrics.json", "checkpoint.pt"):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.05 <= metrics["gender_temperature"] <= 20
+    assert 0.05 <= metrics["gender_temperature"] <= 20 and 0.05 <= metrics["age_temperature"] <= 20
     # the saved model carries its calibration and reloads to the same outputs
     model = ScratchNet.from_pretrained(run / "model").eval()
     assert float(model.gender_temperature) == pytest.approx(metrics["gender_temperature"], rel=1e-5)
+    assert float(model.age_temperature) == pytest.approx(metrics["age_temperature"], rel=1e-5)
 
 
 def test_learns_the_synthetic_task(tmp_path, utk):
@@ -164,6 +165,21 @@ def test_model_dir_round_trip(tmp_path):
     assert torch.equal(back(x), model(x)) and float(back.gender_temperature) == pytest.approx(1.7)
 
 
+def test_model_files_from_before_the_age_temperature_load_with_one(tmp_path):
+    """Weights saved without `age_temperature` (every model file older than it) load, and behave as then."""
+    model = ScratchNet(image_size=32).eval()
+    model.age_temperature.fill_(0.5)
+    checkpoint.save_model_dir(model, tmp_path / "model")
+    weights = tmp_path / "model" / "model.safetensors"
+    old = {k: v for k, v in load_file(weights).items() if k != "age_temperature"}
+    save_file(old, weights)
+    back = ScratchNet.from_pretrained(tmp_path / "model").eval()
+    assert float(back.age_temperature) == 1.0
+    x = torch.randn(2, 3, 32, 32)
+    model.age_temperature.fill_(1.0)
+    assert torch.equal(back.predict(x)["age_probs"], model.predict(x)["age_probs"])
+
+
 def test_evaluate_writes_report_and_consistent_metrics(tmp_path, utk):
     run = train(tiny_config(tmp_path, utk))
     metrics = evaluate_run(run)
@@ -198,6 +214,25 @@ def test_flip_average_is_the_mean_of_both_views_and_keeps_the_test_report(tmp_pa
     plain, mirrored = predict_images(model, images), predict_images(model, images.flip(-1))
     np.testing.assert_allclose(both["logit"], (plain["logit"] + mirrored["logit"]) / 2, atol=1e-5)
     assert not np.allclose(plain["logit"], mirrored["logit"])
+
+
+def test_evaluate_at_the_apps_precision_writes_its_own_report(tmp_path, utk):
+    """--precision scores the fast path into eval-<precision>/; in fp32 it gives the reference figures."""
+    from train.evaluate import predict_images
+    run = train(tiny_config(tmp_path, utk, epochs=1))
+    reference = evaluate_run(run)
+    shipped = (run / "eval" / "metrics.json").read_text()
+    fast = evaluate_run(run, precision="fp32")
+    assert (run / "eval" / "metrics.json").read_text() == shipped
+    assert json.loads((run / "eval-fp32" / "metrics.json").read_text())["precision"] == "fp32"
+    assert reference["precision"] == "fp32 (reference)"
+    assert fast["gender"]["accuracy"] == reference["gender"]["accuracy"]
+    assert fast["age"]["mae"] == pytest.approx(reference["age"]["mae"], abs=1e-3)
+    model = ScratchNet.from_pretrained(run / "model").eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    bf16, fp32 = predict_images(model, images, precision="bf16"), predict_images(model, images)
+    np.testing.assert_allclose(bf16["p_female"], fp32["p_female"], atol=0.05)
+    assert not np.array_equal(bf16["logit"], fp32["logit"])  # it did run in bf16
 
 
 def test_split_csv_is_portable_and_reusable(tmp_path, utk):

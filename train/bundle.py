@@ -9,6 +9,8 @@ differ is refused rather than overwriting them); a source only the run has (Fair
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -27,22 +29,35 @@ def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
     if missing:
         raise SystemExit(f"{run} has no evaluation ({', '.join(missing)}): run python -m train.evaluate --run {run}")
     shared_split = dest.parent / "split.csv"
-    merged = merged_split(shared_split, run / "split.csv")
+    merged = merged_split(shared_split, portable_split(run))
     write_bundle(load_model(str(run / "model")), dest, half=half)
     (dest / "eval").mkdir(exist_ok=True)
     for name in EVAL_FILES:
         shutil.copy(run / "eval" / name, dest / "eval" / name)
     if (run / "eval" / "fairface").is_dir():  # the second evaluation source's report, linked from report.md
-        shutil.copytree(run / "eval" / "fairface", dest / "eval" / "fairface", dirs_exist_ok=True)
+        shutil.copytree(run / "eval" / "fairface", dest / "eval" / "fairface", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("predictions.csv"))  # as for UTKFace: figures, not rows
     for name in RUN_FILES:
         shutil.copy(run / name, dest / name)
     write_split_csv(merged, shared_split)
     return dest
 
 
-def merged_split(shared: Path, run_split: Path) -> list:
+def portable_split(run: Path) -> list:
+    """The run's split.csv rows with each path relative to its own source's folder (a UTKFace file name,
+    FairFace's "train/1.jpg"), as the shipped split lists them and `train --split-csv` matches them; the run
+    wrote them relative to the folder all its sources share, which depends on the machine's cache."""
+    report = json.loads((run / "data_report.json").read_text())
+    roots = {source["layout"]: Path(source["root"]) for source in report["sources"]}
+    rows = read_split_csv(run / "split.csv", Path(report["split_root"]))
+    for r in rows:
+        if r.source in roots:
+            r.path = os.path.relpath(r.path, roots[r.source])
+    return rows
+
+
+def merged_split(shared: Path, run_rows: list) -> list:
     """The shared split plus the sources only the run lists; SystemExit if a source both list differs."""
-    run_rows = read_split_csv(run_split)
     if not shared.exists():
         return run_rows
     shared_rows = read_split_csv(shared)
@@ -56,7 +71,7 @@ def merged_split(shared: Path, run_split: Path) -> list:
     ours, theirs = by_source(shared_rows), by_source(run_rows)
     differing = sorted(s for s in ours.keys() & theirs.keys() if ours[s] != theirs[s])
     if differing:
-        raise SystemExit(f"{run_split} differs from {shared} on {', '.join(differing)}: bundled models must "
+        raise SystemExit(f"the run's split differs from {shared} on {', '.join(differing)}: bundled models must "
                          f"share one split (train with --split-csv {shared})")
     return shared_rows + [r for r in run_rows if r.source not in ours]
 

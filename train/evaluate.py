@@ -13,6 +13,10 @@ FairFace's validation set (--fairface DIR, else $FACE_FAIRFACE_DIR, else ~/.cach
 when present) is a second, differently collected source, labelled with age ranges. It goes to .../fairface/:
 the model on the crops as training reads them, and the demo's whole path end to end (demo.pipeline, as an
 upload: detection on, and off). FairFace val is for evaluation only: nothing in training reads it.
+
+By default the crops are scored by the fp32 model (the reference) and the app path runs at the CPU's fastest
+precision. --precision fp32|bf16|auto scores the app's fast path (model/fast.py) at that precision for both,
+into RUN/eval-<precision>/: the check that bf16 inference leaves the figures where they were.
 """
 from __future__ import annotations
 
@@ -94,12 +98,16 @@ def split_csv_records(split_csv: Path, data: Path, split: str, cache_dir: Path =
 
 @torch.no_grad()
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
-                   flip_average: bool = False) -> dict[str, np.ndarray]:
-    """flip_average: average each face's output logits with its mirror image's (two forward passes)."""
+                   flip_average: bool = False, precision: str | None = None) -> dict[str, np.ndarray]:
+    """flip_average: average each face's output logits with its mirror image's (two forward passes).
+    precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "auto" = the app's
+    fast path (model/fast.py) at that precision."""
+    from model.fast import FastModel
+    forward = model if precision is None else FastModel(model, precision)
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
         batch = norm(images[start:start + batch_size])
-        raw = (model(batch) + model(batch.flip(-1))) / 2 if flip_average else model(batch)
+        raw = (forward(batch) + forward(batch.flip(-1))) / 2 if flip_average else forward(batch)
         out = model.readouts(raw)
         out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
         parts.append({k: v.numpy() for k, v in out.items() if k != "age_probs"})
@@ -111,15 +119,18 @@ def label_arrays(records) -> dict[str, np.ndarray]:
             for name in ("gender", "age", "race", "age_low", "age_high")}
 
 
-def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_average: bool) -> dict:
+def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_average: bool,
+                  precision: str | None = None) -> dict:
     """all_metrics for decoded records and their predictions, plus the uncalibrated ECE and the model."""
     y = label_arrays(records)
     metrics = all_metrics(pred["p_female"], y["gender"], pred["age"], y["age"], y["race"], pred["age_low"],
                           pred["age_high"], y["age_low"], y["age_high"])
     metrics["split"] = split
     metrics["flip_average"] = flip_average
+    metrics["precision"] = precision or "fp32 (reference)"
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
-                        "gender_temperature": float(model.gender_temperature)}
+                        "gender_temperature": float(model.gender_temperature),
+                        "age_temperature": float(model.age_temperature)}
     uncalibrated = torch.sigmoid(torch.from_numpy(pred["logit"])).numpy()  # stable for large logits
     metrics["gender"]["ece_uncalibrated"] = expected_calibration_error(uncalibrated, y["gender"])
     return metrics
@@ -136,14 +147,15 @@ def main_face(faces, shape):
     return max(faces, key=key)
 
 
-def app_predictions(model: AgeGenderNet, records, detect: bool) -> tuple[dict[str, np.ndarray], str]:
+def app_predictions(model: AgeGenderNet, records, detect: bool,
+                    precision: str | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Each image through demo.pipeline.Pipeline as an upload would go: detect=True (auto detector, the
     main face) or False (the whole image is the face). No face found, or an image the app refuses: found is
     False and the predictions NaN. Returns the arrays and the precision the pipeline ran the model at."""
     from demo.imageio import BadImageError  # lazily: training never needs the demo
     from demo.pipeline import Pipeline
 
-    pipeline = Pipeline(model)
+    pipeline = Pipeline(model, precision=precision)
     n = len(records)
     out = {k: np.full(n, np.nan) for k in ("p_female", "age", "age_low", "age_high", "det_score")}
     out["found"], out["faces"] = np.zeros(n, bool), np.zeros(n, int)
@@ -187,7 +199,8 @@ def race_stratified_subset(records, limit: int, seed: int = 0) -> list:
 
 
 def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int = 0, seed: int = 0,
-                      flip_average: bool = False, end_to_end: bool = True, command: str = "") -> dict:
+                      flip_average: bool = False, end_to_end: bool = True, command: str = "",
+                      precision: str | None = None) -> dict:
     """FairFace's validation set -> out/: the model on the crops (read as training reads FairFace), and
     with end_to_end the demo's path with detection on and off. Returns the metrics written."""
     root = Path(root)
@@ -199,8 +212,8 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
     images, records = load_images(chosen, model.image_size)
     if not records:
         raise SystemExit(f"no readable FairFace validation images under {root}")
-    pred = predict_images(model, images, flip_average=flip_average)
-    metrics = model_metrics(model, records, pred, "val", flip_average)
+    pred = predict_images(model, images, flip_average=flip_average, precision=precision)
+    metrics = model_metrics(model, records, pred, "val", flip_average, precision)
     metrics["race_gap"] = worst_group_gap(metrics["by_race"], min_n=MIN_GROUP)
     metrics["data"] = {"source": "fairface", "root": str(root), "rows": scan["rows"], "skipped": scan["skipped"],
                        "usable": len(listed), "limit": limit, "seed": seed, "chosen": len(chosen),
@@ -212,13 +225,13 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
         metrics["end_to_end"] = {}
         for name, detect in END_TO_END_MODES.items():
             start = time.perf_counter()
-            app[name], precision = app_predictions(model, records, detect)
+            app[name], ran_at = app_predictions(model, records, detect, precision)
             seconds = time.perf_counter() - start
             scores = end_to_end_metrics(app[name]["found"], app[name]["p_female"], y["gender"], app[name]["age"],
                                         y["age_low"], y["age_high"], y["race"])
             scores["race_gap"] = worst_group_gap(scores["by_race"], min_n=MIN_GROUP)
             metrics["end_to_end"][name] = scores | {"seconds": seconds, "ms_per_image": 1000 * seconds / len(records),
-                                                    "precision": precision}
+                                                    "precision": ran_at}
             log.info("FairFace val end to end, %s (n=%d, %.0f s): face found %.3f, gender acc %.4f, age range acc "
                      "%.3f", name.replace("_", " "), len(records), seconds, scores["face_found"],
                      scores["gender_accuracy"], scores["age_range_accuracy"])
@@ -248,25 +261,27 @@ def fairface_summary(m: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- UTKFace
 
-def eval_dir(run: Path, split: str = "test", flip_average: bool = False) -> Path:
-    return run / "-".join(["eval"] + ([split] if split != "test" else []) + (["flip"] if flip_average else []))
+def eval_dir(run: Path, split: str = "test", flip_average: bool = False, precision: str | None = None) -> Path:
+    return run / "-".join(["eval"] + ([split] if split != "test" else []) + (["flip"] if flip_average else [])
+                          + ([precision] if precision else []))
 
 
 def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "test", flip_average: bool = False,
                      title: str = "", data: str = "", command: str = "", fairface: Path | None = None,
-                     limit: int = 0, end_to_end: bool = True, fairface_note: str = "") -> dict:
+                     limit: int = 0, end_to_end: bool = True, fairface_note: str = "",
+                     precision: str | None = None) -> dict:
     """UTKFace records of one split -> out/ (metrics.json, report.md, predictions.csv, plots); with
     `fairface`, FairFace's validation set -> out/fairface/ too (else `fairface_note` says why not, in the
     report). Returns the UTKFace metrics."""
     out.mkdir(parents=True, exist_ok=True)
     images, records = load_images(records, model.image_size)
-    pred = predict_images(model, images, flip_average=flip_average)
-    metrics = model_metrics(model, records, pred, split, flip_average)
+    pred = predict_images(model, images, flip_average=flip_average, precision=precision)
+    metrics = model_metrics(model, records, pred, split, flip_average, precision)
     metrics["data"] = data
     metrics["command"] = command
     if fairface is not None:
         ff = evaluate_fairface(model, fairface, out / "fairface", limit=limit, flip_average=flip_average,
-                               end_to_end=end_to_end, command=command)
+                               end_to_end=end_to_end, command=command, precision=precision)
         metrics["fairface_val"] = fairface_summary(ff)
     elif fairface_note:
         metrics["fairface_val"] = {"not_evaluated": fairface_note}
@@ -283,11 +298,13 @@ def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "t
 
 
 def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fairface: Path | None = None,
-                 limit: int = 0, end_to_end: bool = True, command: str = "", fairface_note: str = "") -> dict:
+                 limit: int = 0, end_to_end: bool = True, command: str = "", fairface_note: str = "",
+                 precision: str | None = None) -> dict:
     """A training run on its split's UTKFace rows -> RUN/eval*/ (and FairFace val when `fairface` is given)."""
     run = Path(run)
     command = command or f"python -m train.evaluate --run {run}" + (f" --fairface {fairface}" if fairface else "")
-    return evaluate_records(load_run_model(run), resolve_records(run, split), eval_dir(run, split, flip_average),
+    return evaluate_records(load_run_model(run), resolve_records(run, split),
+                            eval_dir(run, split, flip_average, precision), precision=precision,
                             split=split, flip_average=flip_average, title=run.name, command=command,
                             data=f"deduplicated UTKFace, the {split} rows of the run's `split.csv`",
                             fairface=fairface, limit=limit, end_to_end=end_to_end, fairface_note=fairface_note)
@@ -296,7 +313,7 @@ def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fai
 def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, split: str = "test",
                        flip_average: bool = False, fairface: Path | None = None, limit: int = 0,
                        end_to_end: bool = True, cache_dir: Path = CACHE_DIR, command: str = "",
-                       fairface_note: str = "") -> dict:
+                       fairface_note: str = "", precision: str | None = None) -> dict:
     """A model folder (e.g. assets/models/scratch) on a published split.csv's UTKFace rows -> out/."""
     from model.hub import load_model
     model_dir = Path(model_dir)
@@ -307,7 +324,7 @@ def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, 
                           f"--out {out}")
     return evaluate_records(load_model(str(model_dir)), records, Path(out), split=split, flip_average=flip_average,
                             title=model_dir.name, command=command, fairface=fairface, limit=limit,
-                            end_to_end=end_to_end, fairface_note=fairface_note,
+                            end_to_end=end_to_end, fairface_note=fairface_note, precision=precision,
                             data=f"deduplicated UTKFace ({data}), the {split} rows of `{split_csv}`")
 
 
@@ -369,6 +386,9 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=0,
                         help="FairFace: a seeded race-stratified subset of this many images (default all)")
     parser.add_argument("--threads", type=int, help="torch threads (1 is often faster on a busy 2-core machine)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                        help="score the app's fast path (model/fast.py) at this precision, crops and end to end, "
+                             "into RUN/eval-<precision>/ (default: crops by the fp32 model, the app path at auto)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -381,7 +401,7 @@ def main(argv=None) -> None:
         log.warning("FairFace %s: evaluating UTKFace only", note)
     command = shlex.join(["python", "-m", "train.evaluate"] + (sys.argv[1:] if argv is None else list(argv)))
     options = dict(split=args.split, flip_average=args.flip_average, fairface=fairface, limit=args.limit,
-                   end_to_end=not args.no_end_to_end, command=command, fairface_note=note)
+                   end_to_end=not args.no_end_to_end, command=command, fairface_note=note, precision=args.precision)
     if args.run:
         metrics = evaluate_run(args.run, **options)
     else:

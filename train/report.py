@@ -42,6 +42,12 @@ def _fairness(m: dict) -> str:
 {_table("gender", m['by_gender'], ["male", "female"])}"""
 
 
+def _age_calibration(m: dict) -> str:
+    """" (calibrated, T = 0.856)" for a model whose age distribution was temperature-scaled, else ""."""
+    t = m["model"].get("age_temperature", 1.0)
+    return "" if t == 1.0 else f" (calibrated, T = {t:.3f})"
+
+
 def _gender_rows(m: dict) -> str:
     g = m["gender"]
     return f"""| gender accuracy | {g['accuracy']:.4f} |
@@ -71,7 +77,7 @@ n = {m['n']} faces (deduplicated UTKFace, split file `split.csv`).{about}
 {_gender_rows(m)}
 | age MAE (years) | {a['mae']:.2f} |
 | age CS@5 (share within 5 years) | {a['cs5']:.3f} |
-| 80% age interval coverage | {a['interval_coverage']:.3f} |
+| 80% age interval coverage{_age_calibration(m)} | {a['interval_coverage']:.3f} |
 | age mean signed error (years, + = reads older) | {a['mean_signed_error']:+.2f} |
 | ages 0-12 (n = {kids['n']}): age MAE (years) | {kids['mae']:.2f} |
 | ages 0-12: age mean signed error (years) | {kids['mean_signed_error']:+.2f} |

@@ -498,18 +498,25 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
 
 
 def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict]) -> None:
-    """Reload the best epoch, calibrate its gender probability on validation, write metrics."""
+    """Reload the best epoch, calibrate its gender probability and age distribution on validation, write
+    metrics."""
     best = type(inputs.model).from_pretrained(out / "model").to(inputs.model.gender_temperature.device)
     inputs.model.load_state_dict(best.state_dict())
     val, val_out = run_eval(inputs, "val", sets["val"].labels, cfg)
-    temperature = calibrate.fit_temperature(split_output(val_out)[0], sets["val"].labels["gender"])
+    gender_logit, age_logits = split_output(val_out)
+    labels = sets["val"].labels
+    temperature = calibrate.fit_temperature(gender_logit, labels["gender"])
+    age_temperature = calibrate.fit_age_temperature(age_logits, labels["age"], labels["age_low"], labels["age_high"])
     inputs.model.gender_temperature.fill_(temperature)
+    inputs.model.age_temperature.fill_(age_temperature)
     save_model_dir(inputs.model, out / "model")
     best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
     atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
-                                             "val_at_best": val, "epochs_run": len(history)})
-    log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f",
-             best_row.get("epoch"), val["gender_acc"], val["age_mae"], val["age_range_acc"], temperature)
+                                             "age_temperature": age_temperature, "val_at_best": val,
+                                             "epochs_run": len(history)})
+    log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f, "
+             "age temperature %.3f", best_row.get("epoch"), val["gender_acc"], val["age_mae"],
+             val["age_range_acc"], temperature, age_temperature)
 
 
 def write_history(out: Path, history: list[dict]) -> None:
