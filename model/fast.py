@@ -7,9 +7,9 @@ conv+BatchNorm folded; the tail stays fp32, so the readouts and Grad-CAM's gradi
 from the body's activations. tests/test_fast_inference.py checks bf16 against fp32 on 200 UTKFace test faces.
 
 Measured with `python -m demo.bench` (medians, ms, model stage for one face, VGG16 128 px ~10 GFLOP / scratch
-64 px): on the 2-core Intel Xeon with AMX (amx_bf16) and avx512_bf16, two threads, fp32 33 / 1.9 against bf16
-9.4 / 1.7 (VGG16 10 faces: 294 -> 71); on the 2-core AMD EPYC Zen 4 (avx512_bf16, no AMX), one thread, fp32
-channels_last 104 / 3.0 against bf16 52 / 2.1.
+80 px): on the 2-core Intel Xeon with AMX (amx_bf16) and avx512_bf16, two threads, fp32 30 / 2.1 against bf16
+9.3 / 1.7 (VGG16 10 faces: 271 -> 68); on the 2-core AMD EPYC Zen 4 (avx512_bf16, no AMX), one thread, fp32
+channels_last 104 / 3.0 against bf16 52 / 2.1 (scratch at 64 px).
 
 Tried and left out:
 - torch.autocast: it casts the weights again on every call; weights cast once ran 52 against 66 ms.
