@@ -59,7 +59,7 @@ def bench(arch: str, image_size: int, batch_size: int, steps: int, bf16: bool,
         rates["train images/s (augment + step)"] = _median_rate(train_step(lambda: model(augment(images))),
                                                                 batch_size, steps)
     else:
-        normalized = normalize()(images)
+        normalized = normalize()(images).contiguous(memory_format=torch.channels_last)  # as train does
         with torch.no_grad(), autocast():
             features = model.forward_frozen(normalized).half()
         tuned = "block 5" if tuned_blocks == 1 else f"blocks {6 - tuned_blocks}-5"

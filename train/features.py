@@ -46,9 +46,11 @@ def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None,
     norm = normalize()
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
-        batch = norm(images[start:start + batch_size]).to(device)
+        # channels_last input (the weights keep their layout): 53 -> 122 images/s for blocks 1-3 in bf16 on
+        # the 2-core AMX Xeon (batch 64, 128 px); the cache itself is stored in the default layout
+        batch = norm(images[start:start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            chunks.append(model.forward_frozen(batch).half().cpu())
+            chunks.append(model.forward_frozen(batch).half().contiguous().cpu())
     features = torch.cat(chunks) if chunks else torch.empty(0)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
