@@ -1,0 +1,82 @@
+"""`python -m train.validate`: score models on a run's validation split, one line per data source.
+
+For choosing between models (an image size, a new data source, a retrained model against the shipped one)
+without touching an evaluation set: the validation rows of RUN/split.csv (UTKFace val and, where the run
+trained on it, the 10% of FairFace's training csv held out) are the only images read. Every model is scored
+on the same faces, each at its own input size, in fp32.
+
+    python -m train.validate --run runs/vgg16-utkff --model runs/vgg16-utkff/model --model assets/models/vgg16
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from model.hub import load_model
+from train.data import read_split_csv
+from train.evaluate import label_arrays, predict_images
+from train.images import load_images
+from train.metrics import age_mae, gender_accuracy, range_accuracy
+
+
+def validation_records(run: Path) -> list:
+    """The validation rows of the run's split.csv, every source, paths resolved as the run wrote them."""
+    root = Path(json.loads((run / "data_report.json").read_text())["split_root"])
+    records = [r for r in read_split_csv(run / "split.csv", root) if r.split == "val"]
+    missing = [r.path for r in records if not Path(r.path).exists()]
+    if missing:
+        raise SystemExit(f"{len(missing)} validation images of {run} are missing, e.g. {missing[:2]}: "
+                         "rerun its training command once to extract its data again")
+    return records
+
+
+def score(pred: dict, records) -> dict:
+    """Gender accuracy for every face; age MAE where the age is exact, range accuracy where it is a range."""
+    y = label_arrays(records)
+    exact = y["age_low"] == y["age_high"]
+    ranged = y["age_low"] < y["age_high"]
+    out = {"n": len(records), "gender_accuracy": gender_accuracy(pred["p_female"], y["gender"])}
+    if exact.any():
+        out["age_mae"] = age_mae(pred["age"][exact], y["age"][exact])
+    if ranged.any():
+        out["age_range_accuracy"] = range_accuracy(pred["age"][ranged], y["age_low"][ranged], y["age_high"][ranged])
+    return out
+
+
+def validate(run: Path, specs: list[str]) -> dict[str, dict[str, dict]]:
+    """{model spec: {source: score}} on the run's validation split."""
+    records = validation_records(run)
+    results = {}
+    for spec in specs:
+        model = load_model(spec)
+        images, kept = load_images(records, model.image_size)
+        pred = predict_images(model, images)
+        results[spec] = {source: score({k: v[mask] for k, v in pred.items()}, [r for r, m in zip(kept, mask) if m])
+                         for source in sorted({r.source for r in kept})
+                         for mask in [np.array([r.source == source for r in kept])]}
+    return results
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.validate", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="the run whose split.csv gives the val rows")
+    parser.add_argument("--model", action="append", required=True,
+                        help="a model folder or spec (repeatable): e.g. RUN/model, assets/models/vgg16")
+    args = parser.parse_args(argv)
+    results = validate(args.run, args.model)
+    for spec, by_source in results.items():
+        for source, s in by_source.items():
+            cells = [f"gender {s['gender_accuracy']:.2%}"]
+            if "age_mae" in s:
+                cells.append(f"age MAE {s['age_mae']:.2f} y")
+            if "age_range_accuracy" in s:
+                cells.append(f"age range {s['age_range_accuracy']:.1%}")
+            print(f"{spec:40s} {source:9s} n={s['n']:5d}  " + ", ".join(cells))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
