@@ -44,14 +44,19 @@ def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None,
         return torch.from_numpy(np.load(cache, mmap_mode="r")[:].copy())
     model.frozen.eval().to(device)
     norm = normalize()
-    chunks = []
+    features = None  # filled in place: collecting batches and concatenating them held the features twice,
+    # which ran 52k FairFace + UTKFace training faces (6.8 GB of block-3 output) out of 24 GB of memory
     for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
         # channels_last input (the weights keep their layout): 53 -> 122 images/s for blocks 1-3 in bf16 on
         # the 2-core AMX Xeon (batch 64, 128 px); the cache itself is stored in the default layout
         batch = norm(images[start:start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            chunks.append(model.forward_frozen(batch).half().contiguous().cpu())
-    features = torch.cat(chunks) if chunks else torch.empty(0)
+            out = model.forward_frozen(batch).half().cpu()
+        if features is None:
+            features = torch.empty((len(images), *out.shape[1:]), dtype=torch.float16)
+        features[start:start + len(out)] = out
+    if features is None:
+        features = torch.empty(0)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npy")
