@@ -19,7 +19,7 @@ from model.hub import load_model
 from train.data import read_split_csv
 from train.evaluate import label_arrays, predict_images
 from train.images import load_images
-from train.metrics import age_mae, gender_accuracy, range_accuracy
+from train.metrics import AgeLabels, age_mae, gender_accuracy, range_accuracy
 
 
 def validation_records(run: Path) -> list:
@@ -36,27 +36,33 @@ def validation_records(run: Path) -> list:
 def score(pred: dict, records) -> dict:
     """Gender accuracy for every face; age MAE where the age is exact, range accuracy where it is a range."""
     y = label_arrays(records)
-    exact = y["age_low"] == y["age_high"]
-    ranged = y["age_low"] < y["age_high"]
+    ages = AgeLabels(y["age"], y["age_low"], y["age_high"])  # the masks the evaluation uses (unknown: neither)
     out = {"n": len(records), "gender_accuracy": gender_accuracy(pred["p_female"], y["gender"])}
-    if exact.any():
-        out["age_mae"] = age_mae(pred["age"][exact], y["age"][exact])
-    if ranged.any():
-        out["age_range_accuracy"] = range_accuracy(pred["age"][ranged], y["age_low"][ranged], y["age_high"][ranged])
+    if ages.exact.any():
+        out["age_mae"] = age_mae(pred["age"][ages.exact], ages.age[ages.exact])
+    if ages.ranged.any():
+        r = ages.ranged
+        out["age_range_accuracy"] = range_accuracy(pred["age"][r], ages.low[r], ages.high[r])
     return out
 
 
 def validate(run: Path, specs: list[str]) -> dict[str, dict[str, dict]]:
     """{model spec: {source: score}} on the run's validation split."""
     records = validation_records(run)
+    decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
     for spec in specs:
         model = load_model(spec)
-        images, kept = load_images(records, model.image_size)
+        if model.image_size not in decoded:
+            decoded[model.image_size] = load_images(records, model.image_size)
+        images, kept = decoded[model.image_size]
         pred = predict_images(model, images)
-        results[spec] = {source: score({k: v[mask] for k, v in pred.items()}, [r for r, m in zip(kept, mask) if m])
-                         for source in sorted({r.source for r in kept})
-                         for mask in [np.array([r.source == source for r in kept])]}
+        sources = np.array([r.source for r in kept])
+        results[spec] = {}
+        for source in sorted(set(sources)):
+            mask = sources == source
+            results[spec][source] = score({k: v[mask] for k, v in pred.items()},
+                                          [r for r, m in zip(kept, mask) if m])
     return results
 
 
