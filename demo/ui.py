@@ -5,19 +5,25 @@ what the components show, and turn the pipeline's errors into short messages (ne
 
 Uploads reach the handlers unprocessed (`preprocess=False`): Gradio's own image preprocessing would open the
 file with PIL first, so a broken file would fail with Gradio's generic error instead of demo.imageio's
-sentence. Uploaded files are never deleted by a handler: identical uploads share one stored path, so a
-request that deleted "its" file could pull it from under another request. Gradio's `delete_cache` purges
-them (and every generated image) within `purge_after_s` (PURGE_AFTER_S by default).
+sentence. Gradio vets a payload's path only when the payload is tagged as FileData; an untagged
+{"path": ...} would be opened as is (by its preprocessing, or by a handler), so `upload_source` opens a path
+only if Gradio accepted that file for this app (`uploaded_path`). Uploaded files are never deleted by a
+handler: identical uploads share one stored path, so a request that deleted "its" file could pull it from
+under another request. Gradio's `delete_cache` purges them (and every generated image) within
+`purge_after_s` (PURGE_AFTER_S by default).
 """
 from __future__ import annotations
 
 import base64
 import collections
 import dataclasses
+import logging
+import os
 import time
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder, is_allowed_file
 
 from demo import render
 from demo.imageio import BadImageError
@@ -49,10 +55,36 @@ STREAM_EVERY_S = 0.08
 STREAM_TIME_LIMIT_S = 120
 STREAM_CONCURRENCY = 2
 
+# The one answer to any file a request names that Gradio did not accept for this app, existing or not.
+NOT_UPLOADED = "This file was not uploaded to this app."
+
+log = logging.getLogger(__name__)
+
 CSS = """
 .readout table { font-variant-numeric: tabular-nums; }
 #latency { min-height: 1.5em; }
 """
+
+
+def uploaded_path(path) -> str:
+    """The real path of a file Gradio accepted for this app; anything else is gr.Error(NOT_UPLOADED).
+
+    Gradio's own rule for a payload's file (`is_allowed_file`, as its preprocessing applies it): only files in
+    its upload folder (GRADIO_TEMP_DIR: uploads, and its copies of the examples), plus the bundled examples.
+    Judged on the real path, so `..` and symlinks cannot lead out, and checked before anything is opened, so
+    a missing file gets the same answer as a forbidden one (no oracle, no OS error text).
+    """
+    try:
+        real = os.path.realpath(path)
+        allowed, _ = is_allowed_file(Path(real), blocked_paths=[], allowed_paths=[EXAMPLES],
+                                     created_paths=[get_upload_folder()])
+        allowed = allowed and os.path.isfile(real)
+    except (OSError, TypeError, ValueError):  # e.g. a NUL byte in the path
+        allowed = False
+    if not allowed:
+        log.warning("Refused a request for a file Gradio did not accept for this app: %r", path)
+        raise gr.Error(NOT_UPLOADED, print_exception=False)
+    return real
 
 
 def upload_source(payload) -> str | bytes | None:
@@ -60,10 +92,10 @@ def upload_source(payload) -> str | bytes | None:
     if payload is None:
         return None
     if isinstance(payload, (str, Path)):
-        return str(payload)
+        return uploaded_path(payload)
     if isinstance(payload, dict):
         if payload.get("path"):
-            return str(payload["path"])
+            return uploaded_path(payload["path"])
         url = payload.get("url") or ""
         if url.startswith("data:") and "," in url:  # inline images (e.g. pasted) arrive as data: URLs
             try:
@@ -71,6 +103,9 @@ def upload_source(payload) -> str | bytes | None:
             except ValueError:
                 raise gr.Error("This file is not an image (or not a format we can read)",
                                print_exception=False) from None
+        if url:  # a URL names a file too (file://, /gradio_api/file=..., http): only data: URLs are read
+            log.warning("Refused a request for a URL: %r", url[:200])
+            raise gr.Error(NOT_UPLOADED, print_exception=False)
     raise gr.Error("No image was sent.", print_exception=False)
 
 
@@ -153,16 +188,17 @@ def smoothed_faces(tracker: FaceTracker, faces) -> list:
 
 
 def on_frame(bank, frame, model_name, min_score, cam_on, head, stream):
+    """One webcam frame, unprocessed like the photo uploads: its file is vetted by upload_source too."""
     if frame is None:
         return gr.skip(), gr.skip(), stream
     start = time.perf_counter()
     stream = stream or Stream()
     rate = stream.tick()
     try:  # the short-range detector is made for faces within ~2 m of a camera, and is the faster one
-        result = run(bank, model_name, frame, min_score=min_score, detector="short",
+        result = run(bank, model_name, upload_source(frame), min_score=min_score, detector="short",
                      cam_heads=(head,) if cam_on else (), draw=False)
     except gr.Error as error:  # said in the status line: a toast on every frame would pile up
-        return frame, f"⚠️ {error.message}", stream
+        return gr.skip(), f"⚠️ {error.message}", stream
     faces = smoothed_faces(stream.tracker, result.faces)
     shown = result.image
     if cam_on and faces:
@@ -256,7 +292,7 @@ def build(bank: ModelBank, default_model: str = "scratch", purge_after_s: int = 
             head = gr.Radio([(v, k) for k, v in HEAD_LABELS.items()], value="gender", label="Grad-CAM head",
                             elem_id="cam-head")
             with gr.Row():
-                webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                webcam = gr.Image(sources=["webcam"], streaming=True, label="Camera",
                                   elem_id="webcam-input")
                 live = gr.Image(label="Live readout", interactive=False, format="jpeg", streaming=True,
                                 buttons=["fullscreen"], elem_id="webcam-output")
@@ -316,7 +352,7 @@ def build(bank: ModelBank, default_model: str = "scratch", purge_after_s: int = 
 
         webcam.stream(lambda *a: on_frame(bank, *a), [webcam, model, min_score, cam_on, head, stream],
                       [live, latency, stream], stream_every=STREAM_EVERY_S, time_limit=STREAM_TIME_LIMIT_S,
-                      concurrency_limit=STREAM_CONCURRENCY, show_progress="hidden", **private)
+                      concurrency_limit=STREAM_CONCURRENCY, show_progress="hidden", preprocess=False, **private)
 
         # Named parameters, so clients can call predict(image=..., model=..., min_score=..., detect=...).
         def predict(image, model, min_score, detect, detector):

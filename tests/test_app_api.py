@@ -1,15 +1,23 @@
 """The app's named API endpoints, called with gradio_client against the running app (tests/appserver.py)."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+
+from demo.ui import NOT_UPLOADED, upload_source, uploaded_path
 
 pytest_plugins = ["appserver"]
 
@@ -192,3 +200,191 @@ def test_model_load_failure_is_one_clean_sentence_and_not_retried_per_request():
         assert error.value.message == ("The VGG16 · more accurate model could not be loaded: "
                                        "/models/vgg16/model.safetensors is corrupt or truncated")
     assert calls == ["/models/vgg16"]
+
+
+# ---------------------------------------------------------------- files a request names (issue 20)
+
+API_NAMES = ["/predict", "/annotate", "/explain"]
+FILE_DATA = {"_type": "gradio.FileData"}
+
+
+@pytest.fixture
+def upload_folder(app_temp_dir) -> Path:
+    """The running app's Gradio upload folder (app.py makes it inside TMPDIR)."""
+    [folder] = app_temp_dir.glob("face-app-*")
+    return folder
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A real photo on the server's disk, outside the app's upload folder."""
+    photo = tmp_path / "elsewhere" / "photo.jpg"
+    photo.parent.mkdir()
+    shutil.copy(EXAMPLES / "astronaut.jpg", photo)
+    return photo
+
+
+@pytest.fixture
+def probes(upload_folder, outside) -> dict[str, dict]:
+    """Payloads naming files the app must not open, untagged: Gradio passes these to the handler as they are."""
+    link = upload_folder / f"link-{uuid.uuid4().hex}.jpg"
+    link.symlink_to(outside)
+    return {
+        "absolute path outside": {"path": str(outside)},
+        "missing path": {"path": str(outside.with_name("missing.jpg"))},
+        "missing path in the upload folder": {"path": str(upload_folder / "missing.jpg")},
+        "traversal": {"path": str(upload_folder / os.path.relpath(outside, upload_folder))},
+        "symlink in the upload folder": {"path": str(link)},
+        "/etc/passwd": {"path": "/etc/passwd"},
+        "file URL": {"url": "file:///etc/passwd"},
+        "file= URL": {"url": "/gradio_api/file=/etc/passwd"},
+        "file= path": {"path": "/gradio_api/file=/etc/passwd"},
+    }
+
+
+def assert_one_sentence(replies: dict[str, str], sentence: str = NOT_UPLOADED) -> None:
+    """Every probe got the same sentence: no path, OS error text or traceback, so nothing tells them apart."""
+    assert set(replies.values()) == {sentence}, replies
+    for reply in replies.values():
+        assert not any(text in reply for text in ("Errno", "No such file", "Traceback", "/", "passwd")), reply
+
+
+def test_check_accepts_only_what_gradio_accepted(tmp_path, monkeypatch):
+    uploads = tmp_path / "gradio"
+    photo = uploads / "0123abcd" / "photo.jpg"
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(b"jpeg")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"jpeg")
+    (uploads / "out.jpg").symlink_to(outside)
+    (uploads / "in.jpg").symlink_to(photo)
+    (tmp_path / "gradio-2").mkdir()
+    (tmp_path / "gradio-2" / "photo.jpg").write_bytes(b"jpeg")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))  # what app.py sets; Gradio reads it per call
+
+    assert uploaded_path(photo) == uploaded_path(uploads / "in.jpg") == os.path.realpath(photo)
+    assert uploaded_path(str(uploads / "0123abcd" / ".." / "0123abcd" / "photo.jpg")) == os.path.realpath(photo)
+    assert uploaded_path(EXAMPLES / "astronaut.jpg") == str(EXAMPLES / "astronaut.jpg")  # the bundled examples
+    assert upload_source({"path": str(photo), "meta": FILE_DATA}) == os.path.realpath(photo)
+    refused = [outside, uploads / "out.jpg", uploads / "0123abcd" / ".." / ".." / "outside.jpg",
+               tmp_path / "gradio-2" / "photo.jpg", uploads / "missing.jpg", uploads / "0123abcd", uploads,
+               "/etc/passwd", "photo.jpg", "a\0b"]
+    for path in refused:
+        for call in (uploaded_path, upload_source, lambda p: upload_source({"path": str(p)})):
+            with pytest.raises(gr.Error) as error:
+                call(path)
+            assert error.value.message == NOT_UPLOADED, path
+    for url in ("file:///etc/passwd", "/gradio_api/file=/etc/passwd", "https://example.com/photo.jpg"):
+        with pytest.raises(gr.Error, match=NOT_UPLOADED):
+            upload_source({"url": url, "meta": FILE_DATA})
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+def test_files_not_uploaded_are_refused_alike_then_uploads_work(client, api_name, probes):
+    replies = {}
+    for name, payload in probes.items():
+        with pytest.raises(AppError) as error:
+            client.predict(payload, api_name=api_name)
+        replies[name] = str(error.value)
+    assert_one_sentence(replies)
+    reply = client.predict(handle_file(str(EXAMPLES / "astronaut.jpg")), api_name=api_name)
+    record = reply if api_name == "/predict" else reply[1]  # /annotate and /explain: (image(s), record)
+    assert len(record["faces"]) == 1
+
+
+def call_raw(app_url: str, api_name: str, payload) -> str:
+    """The endpoint's whole reply to a payload sent verbatim over HTTP (gradio_client would upload a local
+    file it is handed, and fails itself on a missing one)."""
+    base = f"{app_url}/gradio_api/call{api_name}"
+    with httpx.Client(timeout=60) as http:
+        event_id = http.post(base, json={"data": [payload]}).json()["event_id"]
+        return http.get(f"{base}/{event_id}").text
+
+
+@pytest.mark.parametrize("api_name", API_NAMES)
+def test_tagged_paths_outside_the_upload_folder_are_refused_by_gradio_alike(app_url, api_name, probes):
+    """Payloads tagged as FileData are checked by Gradio before the app sees them (its rule, the app's rule):
+    one bare error for all of them, existing or not."""
+    replies = {name: call_raw(app_url, api_name, payload | {"meta": FILE_DATA})
+               for name, payload in probes.items() if "path" in payload}
+    assert set(replies.values()) == {'event: error\ndata: {"error": null}\n\n'}, replies
+
+
+def ui_fn_index(app_url: str, elem_id: str, trigger: str) -> int:
+    """The index Gradio gave the UI event that `trigger` on the component `elem_id` fires."""
+    config = httpx.get(f"{app_url}/config").json()
+    ids = {c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id}
+    return next(dep["id"] for dep in config["dependencies"]
+                if any(target in ids and event == trigger for target, event in dep["targets"]))
+
+
+class UiEvents:
+    """The UI's own (private) events, called through Gradio's queue as the browser calls them."""
+
+    def __init__(self, app_url: str):
+        self.api = f"{app_url}/gradio_api"
+        self.app_url = app_url
+        self.session = uuid.uuid4().hex
+        self.http = httpx.Client(timeout=60)
+
+    def upload(self, path: Path) -> dict:
+        with open(path, "rb") as f:
+            [stored] = self.http.post(f"{self.api}/upload", files={"files": f}).json()
+        return {"path": stored, "orig_name": path.name, "meta": FILE_DATA}
+
+    def join(self, elem_id: str, trigger: str, data: list) -> str:
+        self.fn = ui_fn_index(self.app_url, elem_id, trigger)
+        return self.http.post(f"{self.api}/queue/join", json=self.body(data)).json()["event_id"]
+
+    def body(self, data: list) -> dict:
+        return {"data": data, "fn_index": self.fn, "session_hash": self.session, "event_data": None,
+                "trigger_id": None}
+
+    def messages(self):
+        with self.http.stream("GET", f"{self.api}/queue/data", params={"session_hash": self.session}) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line[len("data:"):])
+
+    def photo(self, payload) -> tuple[list[str], list]:
+        """The Photo tab's upload event: (its warnings, its outputs)."""
+        self.join("photo-input", "change", [payload, "scratch", 0.5, True, True, "auto"])
+        warnings = []
+        for message in self.messages():
+            if message["msg"] == "log":
+                warnings.append(message["log"])
+            if message["msg"] == "process_completed":
+                return warnings, message["output"]["data"]
+
+    def webcam(self, frames: list) -> list[str]:
+        """The Webcam tab's stream, one frame after another: each frame's status line."""
+        data = lambda frame: [frame, "scratch", 0.5, True, "gender", None]  # noqa: E731
+        event_id = self.join("webcam-input", "stream", data(frames[0]))
+        messages, statuses = self.messages(), []
+        for i, frame in enumerate(frames):
+            if i:
+                self.http.post(f"{self.api}/stream/{event_id}", json=self.body(data(frame)))
+            reply = next(m for m in messages if m["msg"] in ("process_streaming", "process_completed"))
+            statuses.append(reply["output"]["data"][1])
+        self.http.post(f"{self.api}/stream/{event_id}/close")
+        messages.close()
+        return statuses
+
+
+def test_photo_tab_refuses_files_not_uploaded_alike_then_uploads_work(app_url, probes):
+    events = UiEvents(app_url)
+    replies = {}
+    for name, payload in probes.items():
+        warnings, outputs = events.photo(payload)
+        assert outputs[0] is None and outputs[2] is None  # the input is cleared, nothing is shown
+        replies[name] = " ".join(warnings)
+    assert_one_sentence(replies)
+    warnings, outputs = events.photo(events.upload(EXAMPLES / "astronaut.jpg"))
+    assert warnings == [] and "**1 face**" in outputs[-1]
+
+
+def test_webcam_stream_refuses_files_not_uploaded_alike_then_frames_work(app_url, probes):
+    events = UiEvents(app_url)
+    statuses = events.webcam([*probes.values(), events.upload(EXAMPLES / "astronaut.jpg")])
+    assert_one_sentence(dict(zip(probes, statuses)), sentence=f"⚠️ {NOT_UPLOADED}")
+    assert "per frame" in statuses[-1] and "1 face" in statuses[-1]

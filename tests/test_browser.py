@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
+from demo.ui import NOT_UPLOADED
+
 pytest_plugins = ["appserver"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +114,8 @@ def test_photo_upload_shows_annotated_image_and_table(page):
 
 
 def test_three_photos_and_an_example_in_a_row(page, shared_dir):
-    """Every visitor uploads a second photo: each upload must show its own faces, never "Error"."""
+    """Every visitor uploads a second photo: each upload must show its own faces, never "Error", and the
+    check on which files the app may open (issue 20) accepts each upload and the example."""
     wild = shared_dir / "data" / "wild-faces"
     counts = []
     for photo in (wild / "2008_001322.jpg", wild / "bald_guys.jpg", EXAMPLES / "grace_hopper.jpg"):
@@ -122,11 +125,13 @@ def test_three_photos_and_an_example_in_a_row(page, shared_dir):
         counts.append(face_count(page))
         expect_face_rows(page, counts[-1])
         expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+        expect(page.get_by_text(NOT_UPLOADED)).to_have_count(0)
     assert counts[1] == 24 and counts[2] == 1 and counts[0] not in (1, 24), counts
     page.locator(".gallery-item").nth(3).click()  # the three_portraits example
     expect(page.locator("#photo-status")).to_contain_text("3 faces")
     expect_face_rows(page, 3)
     expect(page.get_by_text("Error", exact=True)).to_have_count(0)
+    expect(page.get_by_text(NOT_UPLOADED)).to_have_count(0)
     screenshot(page, "photo-after-four")
 
 
