@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from demo.detect import iou
+from model.detect import iou
 from demo.imageio import load_image
 from demo.measure_framing import DEFAULT_TAR, sample_chips
 
@@ -110,7 +110,8 @@ def release_floor(row: dict) -> list[str]:
 
 
 def main(argv=None) -> None:
-    from demo.pipeline import TILE_ABOVE, Pipeline
+    from demo.pipeline import Pipeline
+    from model.faces import TILE_ABOVE
     from model.nets import ScratchNet
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,7 +123,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     # Detection only: the model's weights play no part, and no cap on the faces kept (the app's is 50).
     pipeline = Pipeline(ScratchNet(), max_faces=1000)
-    detectors = pipeline.detectors
+    detectors = pipeline.finder.detectors
     chips = grid_chips(100, args.tar)
     grid8, grid10 = face_grid(chips[:64], 8, args.grid_face), face_grid(chips, 10, args.grid_face)
     photos = {name: load_image(args.wild / name) for name in ("dogs.jpg", "bald_guys.jpg")}

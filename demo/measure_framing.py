@@ -1,4 +1,4 @@
-"""Measure how UTKFace chips frame a face, in the detector's own terms, for demo/align.py.
+"""Measure how UTKFace chips frame a face, in the detector's own terms, for model/align.py.
 
 Runs the MediaPipe detectors on a sample of the 200x200 training chips and prints the mean keypoint
 positions and face box relative to the chip. Alignment maps a detected face onto those mean positions, so
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from demo.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, FaceDetectors
+from model.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, FaceDetectors
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
 DEFAULT_TAR = SHARED / "data" / "UTKFace.tar.gz"
@@ -85,7 +85,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def framing(m: dict, side: int) -> dict:
     """The statistics alignment cares about, as fractions of the image side: where the eyes' midpoint is, the
-    face's size (eye distance + eyes-to-mouth, the sum demo/align.py scales by), and the detector's box."""
+    face's size (eye distance + eyes-to-mouth, the sum model/align.py scales by), and the detector's box."""
     points, boxes = m["points"] / side, m["boxes"] / side
     eyes = (points[:, 0] + points[:, 1]) / 2
     size = np.linalg.norm(points[:, 1] - points[:, 0], axis=1) + np.linalg.norm(points[:, 3] - eyes, axis=1)
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
     points = np.concatenate([m["points"] for m in results.values()])
     eyes_mid = (points[:, 0] + points[:, 1]) / 2
     center = eyes_mid.mean(0)
-    print("\nConstants for demo/align.py (both models):")
+    print("\nConstants for model/align.py (both models):")
     print(f"EYES_CENTER = ({center[0]:.1f}, {center[1]:.1f})")
     print(f"EYE_DISTANCE = {np.linalg.norm(points[:, 1] - points[:, 0], axis=1).mean():.1f}")
     print(f"EYES_TO_MOUTH = {np.linalg.norm(points[:, 3] - eyes_mid, axis=1).mean():.1f}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from demo.detect import iou
+from model.detect import iou
 
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 

@@ -1,6 +1,6 @@
 """The one preprocessing definition shared by training and inference.
 
-Faces arrive as RGB crops framed like UTKFace's "aligned & cropped" chips (see demo/align.py for how
+Faces arrive as RGB crops framed like UTKFace's "aligned & cropped" chips (see model/align.py for how
 inference reproduces that framing). Both models read them at `image_size` px, scaled to [0, 1] and
 normalised with ImageNet statistics (the VGG16 weights expect exactly this; the scratch CNN does not
 care, and one definition is simpler than two).

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo.align import CHIP_SIZE, EYE_DISTANCE, EYES_CENTER, alignment_matrix, unwarp, warp, whole_image_matrix
-from demo.detect import LEFT_EYE, RIGHT_EYE, FaceDetectors
+from model.align import CHIP_SIZE, EYE_DISTANCE, EYES_CENTER, alignment_matrix, unwarp, warp, whole_image_matrix
+from model.detect import LEFT_EYE, RIGHT_EYE, FaceDetectors
 from demo.imageio import load_image
 
 

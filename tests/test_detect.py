@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demo.detect import Detection, FaceDetectors, iou, merge, tile_grid
+from model.detect import Detection, FaceDetectors, iou, merge, tile_grid
 from demo.detect_eval import evaluate, face_grid, grid_chips, match
 from demo.imageio import load_image
 from demo.pipeline import DETECTORS, Pipeline
@@ -72,10 +72,10 @@ def test_small_faces_note_speaks_in_the_photo_pixels():
     pipeline = Pipeline(ScratchNet())  # max_side 1280: a 2560 px photo is detected at half size
     faces = [Detection((i * 200.0, 0.0, 100.0, 100.0), 0.9, np.zeros((6, 2), np.float32)) for i in range(3)]
     big = np.zeros((1000, 2560, 3), np.uint8)
-    assert pipeline._small_faces_note(big, faces) == ("Small faces (3 under 120 px): some may have been "
+    assert pipeline.finder._small_faces_note(big, faces) == ("Small faces (3 under 120 px): some may have been "
                                                       "missed; a closer crop helps.")
-    assert pipeline._small_faces_note(big[:, :1280], faces) is None  # 100 px at full size: not small
-    assert pipeline._small_faces_note(big, faces[:2]) is None  # two are not "several"
+    assert pipeline.finder._small_faces_note(big[:, :1280], faces) is None  # 100 px at full size: not small
+    assert pipeline.finder._small_faces_note(big, faces[:2]) is None  # two are not "several"
 
 
 def test_tiles_cover_the_image_and_overlap():
@@ -104,7 +104,7 @@ def test_every_detector_mode_runs_through_the_pipeline(wild, monkeypatch, torch_
     def detect(rgb, model, *args):
         calls.append((rgb.shape, model))
         return []
-    monkeypatch.setattr(pipeline.detectors, "detect", detect)
+    monkeypatch.setattr(pipeline.finder.detectors, "detect", detect)
     pipeline.find_faces(np.zeros((480, 640, 3), np.uint8), 0.5, "short", [])
     assert calls == [((480, 640, 3), "short")]
 

@@ -6,7 +6,7 @@ import pytest
 
 from demo.measure_framing import fairface_paths, framing, matching_crop, spread
 
-# Right eye, left eye, nose, mouth, and a face box, in a 200 px UTKFace-like chip (demo/align.py's template).
+# Right eye, left eye, nose, mouth, and a face box, in a 200 px UTKFace-like chip (model/align.py's template).
 CHIP_POINTS = np.array([[60.9, 61.7], [137.5, 60.9], [100.0, 108.0], [100.3, 145.4]])
 CHIP_BOX = np.array([5.0, 0.0, 190.0, 190.0])
 
@@ -39,7 +39,7 @@ def test_framing_is_in_fractions_of_the_side():
     assert f["eyes"] == pytest.approx([(60.9 + 137.5) / 400, (61.7 + 60.9) / 400], abs=1e-3)
     eyes = (CHIP_POINTS[0] + CHIP_POINTS[1]) / 2
     size = np.linalg.norm(CHIP_POINTS[1] - CHIP_POINTS[0]) + np.linalg.norm(CHIP_POINTS[3] - eyes)
-    assert f["size"] == pytest.approx(size / 200, rel=1e-3)  # demo/align.py's scale: ~161 px in a chip
+    assert f["size"] == pytest.approx(size / 200, rel=1e-3)  # model/align.py's scale: ~161 px in a chip
     assert f["box_size"] == pytest.approx([0.95, 0.95])
 
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from demo import render
-from demo.detect import shared_detectors
+from model.detect import shared_detectors
 from demo.pipeline import Face
 from demo.render import Placement, layout_labels
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from demo.detect import iou  # the tracker matches faces with the detector's IoU
+from model.detect import iou  # the tracker matches faces with the detector's IoU
 from demo.tracker import FaceTracker
 
 

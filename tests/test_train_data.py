@@ -19,7 +19,7 @@ from train.data import (RACES, UNKNOWN, Record, age_band, dedupe, detect_layout,
                         parse_age_range, parse_utkface_name, read_split_csv, scan_celeba, scan_fairface, scan_utkface,
                         split_records, write_split_csv)
 from train.images import load_images, read_face
-from train.losses import interval_nll, multitask_loss
+from train.losses import interval_nll, multitask_loss, range_spread_loss
 from train.sampler import BalancedSampler, cell_weights
 
 
@@ -299,6 +299,27 @@ def test_range_loss_falls_as_mass_moves_inside_the_range():
     assert float(interval_nll(age_output(25)[:, 1:], low, high)) == pytest.approx(-float(inside.log()), rel=1e-5)
     # 70+ up to MAX_AGE (and beyond, clamped): mass at 85 is inside
     assert float(interval_nll(age_output(85)[:, 1:], torch.tensor([70]), torch.tensor([MAX_AGE + 20]))) < 0.01
+
+
+def test_range_spread_prefers_mass_over_the_range_to_mass_piled_at_one_end():
+    """The interval likelihood cannot tell a 10-19 face predicted at 19 from one predicted at 14.5; the spread
+    term can, and its values are the cross-entropy against a uniform 10..19 (worked by hand below)."""
+    low, high = torch.tensor([10]), torch.tensor([19])
+    flat = torch.zeros(1, AGE_BINS)  # uniform over 0..100: -log(1/101) on every year of the range
+    assert float(range_spread_loss(flat, low, high)) == pytest.approx(np.log(AGE_BINS), rel=1e-6)
+    over_range = torch.full((1, AGE_BINS), -1e4)
+    over_range[0, 10:20] = 0  # uniform over 10..19 exactly: log(10), the least possible value
+    assert float(range_spread_loss(over_range, low, high)) == pytest.approx(np.log(10), rel=1e-6)
+    edge, centre = age_output(18.5, width=0.5), age_output(14.5, width=2.0)  # both ~99% inside the range
+    gender, age = torch.tensor([0]), torch.tensor([UNKNOWN])
+    plain = [multitask_loss(o, gender, age, age_low=low, age_high=high)[1]["loss_age"] for o in (edge, centre)]
+    spread = [multitask_loss(o, gender, age, age_low=low, age_high=high, range_spread=1.0)[1]["loss_age"]
+              for o in (edge, centre)]
+    assert abs(plain[0] - plain[1]) < 0.01  # the interval likelihood: no preference (both ~0.003)
+    assert spread[0] > spread[1] + 1.0  # the spread term: the centred prediction is clearly better
+    # exact ages are untouched by it
+    exact = torch.tensor([30])
+    assert multitask_loss(centre, gender, exact, range_spread=1.0)[1] == multitask_loss(centre, gender, exact)[1]
 
 
 def test_exact_age_loss_is_unchanged_by_range_support():

@@ -20,6 +20,9 @@ from train.train import Inputs, parse_args, selection_key, train
 
 
 def tiny_config(tmp_path, data, **overrides):
+    """A run of a few seconds. The synthetic faces hold nothing a detector finds, so they train on their stored
+    crops (--crops files); tests/test_aligned.py and tests/test_validate.py cover the app's crops."""
+    overrides = {"crops": "files", **overrides}
     args = ["--data", str(data), "--out", str(tmp_path / "run"), "--image-size", "32", "--epochs", "2",
             "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp_path / "cache")]
     for key, value in overrides.items():
@@ -406,12 +409,3 @@ def test_evaluate_reports_utkface_test_and_fairface_val_end_to_end(tmp_path, utk
                                                                utk_metrics["by_race"])
     assert "FairFace validation set: not evaluated (not found" in (tmp_path / "eval-model" / "report.md").read_text()
     assert not (tmp_path / "eval-model" / "fairface").exists()
-
-
-def test_the_scored_face_of_an_upload_is_the_largest_then_the_most_central():
-    from types import SimpleNamespace
-
-    from train.evaluate import main_face
-    faces = [SimpleNamespace(box=box) for box in ((0, 0, 50, 50), (60, 60, 80, 80), (120, 0, 80, 80))]
-    assert main_face(faces, (200, 200, 3)) is faces[1]  # ties with faces[2] in size, nearer the centre
-    assert main_face(faces[:1] + faces[2:], (200, 200, 3)) is faces[2]

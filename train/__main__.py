@@ -1,3 +1,4 @@
 from train.train import main
 
-main()
+if __name__ == "__main__":  # the face finder's worker processes import this module again
+    main()

@@ -36,12 +36,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from model.faces import main_face
 from model.nets import AgeGenderNet, split_output
 from model.preprocess import normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
 from train.report import END_TO_END_MODES, MIN_GROUP, band_order, fairface_report, ordered, report_markdown
 from train.data import FRAMING_CROP, RACES, extract_archive, load_records, race_name, read_split_csv, scan_fairface
+from train.aligned import alignment_matrices
 from train.images import load_images
 from train.metrics import all_metrics, end_to_end_metrics, expected_calibration_error, worst_group_gap
 
@@ -97,6 +99,14 @@ def split_csv_records(split_csv: Path, data: Path, split: str, cache_dir: Path =
 # ---------------------------------------------------------------------------------------------- predictions
 
 @torch.no_grad()
+def crop_images(records, image_size: int, crops: str) -> tuple[torch.Tensor, list]:
+    """The faces as the model is scored on them: "app" = found and aligned as the app does (what the models
+    train on since crops were cut that way, train/aligned.py), "files" = the stored crops."""
+    matrices = alignment_matrices(records, CACHE_DIR) if crops == "app" else None
+    return load_images(records, image_size, matrices=matrices)
+
+
+@torch.no_grad()
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
                    flip_average: bool = False, precision: str | None = None) -> dict[str, np.ndarray]:
     """flip_average: average each face's output logits with its mirror image's (two forward passes).
@@ -134,17 +144,6 @@ def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_ave
     uncalibrated = torch.sigmoid(torch.from_numpy(pred["logit"])).numpy()  # stable for large logits
     metrics["gender"]["ece_uncalibrated"] = expected_calibration_error(uncalibrated, y["gender"])
     return metrics
-
-
-def main_face(faces, shape):
-    """The face an upload is about: the largest detection; of equal size, the one nearest the centre."""
-    cy, cx = shape[0] / 2, shape[1] / 2
-
-    def key(face):
-        x, y, w, h = face.box
-        return w * h, -np.hypot(x + w / 2 - cx, y + h / 2 - cy)
-
-    return max(faces, key=key)
 
 
 def app_predictions(model: AgeGenderNet, records, detect: bool,
@@ -200,7 +199,7 @@ def race_stratified_subset(records, limit: int, seed: int = 0) -> list:
 
 def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int = 0, seed: int = 0,
                       flip_average: bool = False, end_to_end: bool = True, command: str = "",
-                      precision: str | None = None) -> dict:
+                      precision: str | None = None, crops: str = "app") -> dict:
     """FairFace's validation set -> out/: the model on the crops (read as training reads FairFace), and
     with end_to_end the demo's path with detection on and off. Returns the metrics written."""
     root = Path(root)
@@ -209,7 +208,7 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
     out.mkdir(parents=True, exist_ok=True)
     listed, scan = scan_fairface(root, "val")
     chosen = race_stratified_subset(listed, limit, seed)
-    images, records = load_images(chosen, model.image_size)
+    images, records = crop_images(chosen, model.image_size, crops)
     if not records:
         raise SystemExit(f"no readable FairFace validation images under {root}")
     pred = predict_images(model, images, flip_average=flip_average, precision=precision)
@@ -217,7 +216,8 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
     metrics["race_gap"] = worst_group_gap(metrics["by_race"], min_n=MIN_GROUP)
     metrics["data"] = {"source": "fairface", "root": str(root), "rows": scan["rows"], "skipped": scan["skipped"],
                        "usable": len(listed), "limit": limit, "seed": seed, "chosen": len(chosen),
-                       "unreadable": len(chosen) - len(records), "framing_crop": FRAMING_CROP.get("fairface")}
+                       "unreadable": len(chosen) - len(records), "framing_crop": FRAMING_CROP.get("fairface"),
+                       "crops": crops}
     metrics["command"] = command
     y = label_arrays(records)
     app = {}
@@ -269,19 +269,20 @@ def eval_dir(run: Path, split: str = "test", flip_average: bool = False, precisi
 def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "test", flip_average: bool = False,
                      title: str = "", data: str = "", command: str = "", fairface: Path | None = None,
                      limit: int = 0, end_to_end: bool = True, fairface_note: str = "",
-                     precision: str | None = None) -> dict:
+                     precision: str | None = None, crops: str = "app") -> dict:
     """UTKFace records of one split -> out/ (metrics.json, report.md, predictions.csv, plots); with
     `fairface`, FairFace's validation set -> out/fairface/ too (else `fairface_note` says why not, in the
     report). Returns the UTKFace metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    images, records = load_images(records, model.image_size)
+    images, records = crop_images(records, model.image_size, crops)
     pred = predict_images(model, images, flip_average=flip_average, precision=precision)
     metrics = model_metrics(model, records, pred, split, flip_average, precision)
     metrics["data"] = data
+    metrics["crops"] = crops
     metrics["command"] = command
     if fairface is not None:
         ff = evaluate_fairface(model, fairface, out / "fairface", limit=limit, flip_average=flip_average,
-                               end_to_end=end_to_end, command=command, precision=precision)
+                               end_to_end=end_to_end, command=command, precision=precision, crops=crops)
         metrics["fairface_val"] = fairface_summary(ff)
     elif fairface_note:
         metrics["fairface_val"] = {"not_evaluated": fairface_note}
@@ -299,7 +300,7 @@ def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "t
 
 def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fairface: Path | None = None,
                  limit: int = 0, end_to_end: bool = True, command: str = "", fairface_note: str = "",
-                 precision: str | None = None) -> dict:
+                 precision: str | None = None, crops: str = "app") -> dict:
     """A training run on its split's UTKFace rows -> RUN/eval*/ (and FairFace val when `fairface` is given)."""
     run = Path(run)
     command = command or f"python -m train.evaluate --run {run}" + (f" --fairface {fairface}" if fairface else "")
@@ -307,13 +308,14 @@ def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fai
                             eval_dir(run, split, flip_average, precision), precision=precision,
                             split=split, flip_average=flip_average, title=run.name, command=command,
                             data=f"deduplicated UTKFace, the {split} rows of the run's `split.csv`",
-                            fairface=fairface, limit=limit, end_to_end=end_to_end, fairface_note=fairface_note)
+                            fairface=fairface, limit=limit, end_to_end=end_to_end, fairface_note=fairface_note,
+                            crops=crops)
 
 
 def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, split: str = "test",
                        flip_average: bool = False, fairface: Path | None = None, limit: int = 0,
                        end_to_end: bool = True, cache_dir: Path = CACHE_DIR, command: str = "",
-                       fairface_note: str = "", precision: str | None = None) -> dict:
+                       fairface_note: str = "", precision: str | None = None, crops: str = "app") -> dict:
     """A model folder (e.g. assets/models/scratch) on a published split.csv's UTKFace rows -> out/."""
     from model.hub import load_model
     model_dir = Path(model_dir)
@@ -324,7 +326,7 @@ def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, 
                           f"--out {out}")
     return evaluate_records(load_model(str(model_dir)), records, Path(out), split=split, flip_average=flip_average,
                             title=model_dir.name, command=command, fairface=fairface, limit=limit,
-                            end_to_end=end_to_end, fairface_note=fairface_note, precision=precision,
+                            end_to_end=end_to_end, fairface_note=fairface_note, precision=precision, crops=crops,
                             data=f"deduplicated UTKFace ({data}), the {split} rows of `{split_csv}`")
 
 
@@ -389,6 +391,9 @@ def main(argv=None) -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                         help="score the app's fast path (model/fast.py) at this precision, crops and end to end, "
                              "into RUN/eval-<precision>/ (default: crops by the fp32 model, the app path at auto)")
+    parser.add_argument("--crops", choices=["app", "files"], default="app",
+                        help="score the model on each face as the app finds and aligns it (where it finds none, "
+                             "the stored crop), as training cuts them; or on the stored crops")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -401,7 +406,8 @@ def main(argv=None) -> None:
         log.warning("FairFace %s: evaluating UTKFace only", note)
     command = shlex.join(["python", "-m", "train.evaluate"] + (sys.argv[1:] if argv is None else list(argv)))
     options = dict(split=args.split, flip_average=args.flip_average, fairface=fairface, limit=args.limit,
-                   end_to_end=not args.no_end_to_end, command=command, fairface_note=note, precision=args.precision)
+                   end_to_end=not args.no_end_to_end, command=command, fairface_note=note, precision=args.precision,
+                   crops=args.crops)
     if args.run:
         metrics = evaluate_run(args.run, **options)
     else:

@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from model.preprocess import to_uint8_tensor
+from train.aligned import aligned_face
 from train.data import FRAMING_CROP, Record
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,15 @@ def centre_crop(image: Image.Image, fraction: float) -> Image.Image:
     return image.crop((left, top, left + cw, top + ch))
 
 
-def read_face(path: str, image_size: int, crop: float | None = None) -> torch.Tensor | None:
-    """One training image -> uint8 [3, S, S], or None if it cannot be decoded. `crop`: an optional
-    fractional centre crop (per source, train.data.FRAMING_CROP) so differently framed sets match."""
+def read_face(path: str, image_size: int, crop: float | None = None,
+              matrix: np.ndarray | None = None) -> torch.Tensor | None:
+    """One training image -> uint8 [3, S, S], or None if it cannot be decoded. `matrix`: the app's alignment
+    of the face found in it (train/aligned.py), cut and resized as the app does; without one (or NaN: no face
+    found), `crop`: an optional fractional centre crop (per source, train.data.FRAMING_CROP) so differently
+    framed sets match."""
     try:
+        if matrix is not None and np.isfinite(matrix).all():
+            return to_uint8_tensor(aligned_face(path, matrix), image_size)
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
             image.load()
@@ -54,8 +60,10 @@ def read_face(path: str, image_size: int, crop: float | None = None) -> torch.Te
         return None
 
 
-def cache_key(records: list[Record], image_size: int) -> str:
+def cache_key(records: list[Record], image_size: int, matrices: np.ndarray | None = None) -> str:
     h = hashlib.sha1(str(image_size).encode())
+    if matrices is not None:
+        h.update(b"aligned:" + np.ascontiguousarray(matrices).tobytes())
     for r in records:
         stat = os.stat(r.path) if os.path.exists(r.path) else None
         h.update(f"{r.path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}\n".encode())
@@ -64,16 +72,19 @@ def cache_key(records: list[Record], image_size: int) -> str:
     return h.hexdigest()[:16]
 
 
-def load_images(records: list[Record], image_size: int, cache_dir: Path | None = None,
-                workers: int = 2) -> tuple[torch.Tensor, list[Record]]:
-    """Records -> (uint8 images [N, 3, S, S], the records that decoded), skipping unreadable files."""
-    cache = cache_dir / f"images-{cache_key(records, image_size)}.npz" if cache_dir else None
+def load_images(records: list[Record], image_size: int, cache_dir: Path | None = None, workers: int = 2,
+                matrices: np.ndarray | None = None) -> tuple[torch.Tensor, list[Record]]:
+    """Records -> (uint8 images [N, 3, S, S], the records that decoded), skipping unreadable files.
+    `matrices` [N, 2, 3] (train.aligned.alignment_matrices): cut each face as the app does."""
+    cache = cache_dir / f"images-{cache_key(records, image_size, matrices)}.npz" if cache_dir else None
     if cache is not None and cache.exists():
         stored = np.load(cache)
         keep = stored["keep"]
         return torch.from_numpy(stored["images"]), [r for r, k in zip(records, keep) if k]
+    crops = [FRAMING_CROP.get(r.source) for r in records]
+    aligned = matrices if matrices is not None else [None] * len(records)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        faces = list(tqdm(pool.map(lambda r: read_face(r.path, image_size, FRAMING_CROP.get(r.source)), records),
+        faces = list(tqdm(pool.map(lambda r, c, m: read_face(r.path, image_size, c, m), records, crops, aligned),
                           total=len(records), desc=f"decoding images at {image_size}px", leave=False))
     keep = np.array([f is not None for f in faces], dtype=bool)
     skipped = [r.path for r, k in zip(records, keep) if not k]

@@ -24,15 +24,30 @@ def interval_nll(age_logits: torch.Tensor, low: torch.Tensor, high: torch.Tensor
     return age_logits.logsumexp(-1) - age_logits.masked_fill(~inside, -torch.inf).logsumexp(-1)
 
 
+def range_spread_loss(age_logits: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """[N] cross-entropy against a uniform distribution over each inclusive range low..high.
+
+    The interval likelihood is as low when all the mass sits at one end of the range as when it is spread
+    over it, so for a 10-19 face the mass drifts to the end nearest the bulk of the data (19, 20), and the
+    expected age with it: ages pulled to the middle. This term asks for the mass spread over the range."""
+    years = torch.arange(age_logits.shape[1], device=age_logits.device)
+    top = age_logits.shape[1] - 1
+    inside = (years >= low.clamp(0, top).unsqueeze(1)) & (years <= high.clamp(0, top).unsqueeze(1))
+    target = inside.float() / inside.sum(-1, keepdim=True)
+    return -(target * age_logits.log_softmax(-1)).sum(-1)
+
+
 def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *, age_low: torch.Tensor | None = None,
                    age_high: torch.Tensor | None = None, gender_weight: float = 1.0, age_weight: float = 0.3,
-                   age_l1: float = 0.05, female_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+                   age_l1: float = 0.05, female_weight: float = 1.0,
+                   range_spread: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """out [N, 1 + AGE_BINS]; gender [N] in {0, 1}; age [N] in years, negative where unknown; age_low/age_high
     [N] inclusive ranges (optional), used where age is unknown and age_low < age_high.
 
     Exact age loss = cross-entropy against a Gaussian label distribution + `age_l1` x |E[age] - age|: the first
     shapes the distribution (for the interval), the second pulls the point estimate to the truth. Range loss
-    = interval_nll. The age loss is the mean over all faces with either label.
+    = interval_nll, plus `range_spread` x range_spread_loss (mass spread over the range, not piled at one end).
+    The age loss is the mean over all faces with either label.
     `female_weight` > 1 up-weights the female class (class-imbalance weighting).
     """
     gender_logit, age_logits = split_output(out)
@@ -48,7 +63,9 @@ def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *
         l1 = (expected_age(logits) - ages.float().clamp(max=logits.shape[1] - 1)).abs()
         per_face.append(ce + age_l1 * l1)
     if ranged.any():
-        per_face.append(interval_nll(age_logits[ranged], age_low[ranged], age_high[ranged]))
+        logits, low, high = age_logits[ranged], age_low[ranged], age_high[ranged]
+        nll = interval_nll(logits, low, high)
+        per_face.append(nll + range_spread * range_spread_loss(logits, low, high) if range_spread else nll)
     if per_face:
         loss_age = torch.cat(per_face).mean()
     else:

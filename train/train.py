@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -39,6 +40,7 @@ from model.nets import VGGNet, build_model, split_output
 from model.age import expected_age
 from model.preprocess import normalize
 from train import calibrate, distributed, plots
+from train.aligned import alignment_matrices
 from train.augment import BatchAugment
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
 from train.data import (AGE_BANDS, RACES, age_band, in_age_range, is_range_label, load_records, race_name,
@@ -76,13 +78,16 @@ class TrainConfig:
     gender_weight: float = 1.0
     age_weight: float = 0.3
     age_l1: float = 0.05
+    range_spread: float = 0.0  # range labels: weight of a loss spreading the age mass over the range (losses.py)
     class_weight: bool = False  # up-weight the rarer gender by the train-split ratio
     seed: int = 0
     device: str = "auto"
     limit: int = 0  # use a seeded random subset of this many images (0 = all)
     split_csv: str = ""  # reuse an existing split instead of making one
+    crops: str = "app"  # "app": each face found and aligned as the app does (train/aligned.py); "files": as stored
     # VGG16 only
     vgg_weights: str = str(DEFAULT_VGG_WEIGHTS)  # safetensors file, "torchvision" (download) or "random"
+    init_from: str = ""  # start from this model's weights (a folder or spec, e.g. assets/models/vgg16)
     tuned_blocks: int = 1  # conv blocks fine-tuned (1 = block 5; 2 = blocks 4-5, about 5x slower per image)
     head_epochs: int = 2  # gradual unfreezing: heads alone first, then the tuned blocks
     backbone_lr_scale: float = 0.1
@@ -99,7 +104,7 @@ def parse_args(argv=None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         flag = "--" + f.name.replace("_", "-")
-        if f.name in ("model", "schedule", "precision", "select", "balance"):
+        if f.name in ("model", "schedule", "precision", "select", "balance", "crops"):
             continue  # added below with their choices
         if f.type == "bool":
             parser.add_argument(flag, action="store_true")
@@ -115,6 +120,9 @@ def parse_args(argv=None) -> TrainConfig:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--select", choices=["loss", "score"], default="loss")
     parser.add_argument("--balance", choices=["cells", "none"], default="cells")
+    parser.add_argument("--crops", choices=["app", "files"], default="app",
+                        help="app: train on each face as the app finds and aligns it (the image's own crop where "
+                             "no face is found); files: the images as stored")
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     cfg.image_size = cfg.image_size or DEFAULT_SIZE[cfg.model]
     return cfg
@@ -213,12 +221,18 @@ def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[
         write_split_csv(records, out / "split.csv", root=root)  # relative paths: portable and comparable
     report["split_root"] = str(root)
     sets, report["counts"] = {}, {}
+    report["crops"] = cfg.crops
     for split in ("train", "val"):
         chosen = [r for r in records if r.split == split]
-        images, kept = load_images(chosen, cfg.image_size, cache_dir)
+        matrices = alignment_matrices(chosen, cache_dir) if cfg.crops == "app" else None
+        images, kept = load_images(chosen, cfg.image_size, cache_dir, matrices=matrices)
         report[f"{split}_images"] = len(kept)
         report[f"{split}_skipped_unreadable"] = len(chosen) - len(kept)
         report["counts"][split] = split_counts(chosen, kept)
+        if matrices is not None:  # faces the app's finder missed keep their file's crop: how many, per source
+            missed = ~np.isfinite(matrices).all(axis=(1, 2))
+            for source, table in report["counts"][split]["by_source"].items():
+                table["no_face_found"] = int(sum(m for m, r in zip(missed, chosen) if r.source == source))
         sets[split] = split_data(images, kept)
     report["test_images_listed"] = sum(r.split == "test" for r in records)
     if write_files:
@@ -316,6 +330,26 @@ class Inputs:
 
 # ------------------------------------------------------------------------------------------------- loop
 
+def warm_start(model, spec: str) -> None:
+    """Start from another model's conv layers and heads (e.g. the shipped one, to fine-tune it on more data or
+    other crops in a fraction of a full run); its temperatures are not taken: calibration is fit again."""
+    from model.hub import load_model
+
+    source = load_model(spec)
+    if source.arch != model.arch:
+        raise SystemExit(f"--init-from {spec} is a {source.arch} model, not {model.arch}")
+    if isinstance(model, VGGNet):  # the frozen/tuned split may differ: copy the conv stack as one sequence
+        convs = lambda m: torch.nn.Sequential(*m.frozen, *m.tuned)  # noqa: E731
+        convs(model).load_state_dict(convs(source).state_dict())
+        model.heads.load_state_dict(source.heads.state_dict())
+    else:
+        state = {k: v for k, v in source.state_dict().items() if not k.endswith("_temperature")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.endswith("_temperature") for k in missing):
+            raise SystemExit(f"--init-from {spec}: its layers do not match ({(missing + unexpected)[:3]})")
+    log.info("weights from %s", spec)
+
+
 def set_tuned_trainable(model, trainable: bool) -> None:
     if isinstance(model, VGGNet):
         model.tuned.requires_grad_(trainable)
@@ -346,7 +380,7 @@ def run_eval(inputs: Inputs, split: str, labels: dict, cfg, batch_size=256) -> t
     outs = torch.cat([inputs.forward(split, idx, train=False, rows=rows).cpu()
                       for idx, rows in inputs.batches(split, torch.arange(len(gender)), batch_size)])
     _, parts = multitask_loss(outs, gender, age, age_low=low, age_high=high, gender_weight=cfg.gender_weight,
-                              age_weight=cfg.age_weight, age_l1=cfg.age_l1)
+                              age_weight=cfg.age_weight, age_l1=cfg.age_l1, range_spread=cfg.range_spread)
     gender_logit, age_logits = split_output(outs)
     pred_age = expected_age(age_logits)
     known, ranged = age >= 0, is_range_label(age, low, high)
@@ -405,6 +439,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
                         **({"tuned_blocks": cfg.tuned_blocks} if cfg.model == "vgg16" else {}))
     if isinstance(model, VGGNet) and cfg.vgg_weights != "random":
         model.load_imagenet(cfg.vgg_weights)
+    if cfg.init_from:
+        warm_start(model, cfg.init_from)
     model.to(device)
 
     with procs.main_first():  # process 0 decodes and caches; the others then read its caches
@@ -450,7 +486,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             gender, age, low, high = (train_labels[name][idx].to(device) for name in LABELS)
             loss, parts = multitask_loss(out_batch, gender, age, age_low=low, age_high=high,
                                          gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
-                                         age_l1=cfg.age_l1, female_weight=female_weight)
+                                         age_l1=cfg.age_l1, female_weight=female_weight,
+                                         range_spread=cfg.range_spread)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

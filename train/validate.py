@@ -16,10 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from model.hub import load_model
+from train.aligned import alignment_matrices
 from train.data import read_split_csv
-from train.evaluate import label_arrays, predict_images
+from train.evaluate import CACHE_DIR, label_arrays, predict_images
 from train.images import load_images
-from train.metrics import AgeLabels, age_mae, gender_accuracy, range_accuracy
+from train.metrics import AgeLabels, age_mae, gender_accuracy, group_table, range_accuracy
+
+# The bands whose signed age error the release floor bounds (3-9 .. 60-69); 0-2 and 70+ are reported too.
+FLOOR_BANDS = ("3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69")
 
 
 def validation_records(run: Path) -> list:
@@ -43,18 +47,32 @@ def score(pred: dict, records) -> dict:
     if ages.ranged.any():
         r = ages.ranged
         out["age_range_accuracy"] = range_accuracy(pred["age"][r], ages.low[r], ages.high[r])
+    # Ages pulled to the middle show as signed errors of opposite sign at the young and old bands.
+    by_band = group_table(pred["p_female"], y["gender"], pred["age"], y["age"], ages.bands(), labels=ages)
+    out["age_signed_error_by_band"] = {band: round(row["age_signed_error"], 2) for band, row in by_band.items()
+                                       if band != "unknown"}
+    floor = {band: e for band, e in out["age_signed_error_by_band"].items() if band in FLOOR_BANDS}
+    if floor:
+        out["worst_band"] = max(floor, key=lambda band: abs(floor[band]))
+    for gender, name in enumerate(("male", "female")):
+        mask = y["gender"] == gender
+        out[f"gender_accuracy_{name}"] = gender_accuracy(pred["p_female"][mask], y["gender"][mask])
+        out[f"n_{name}"] = int(mask.sum())
     return out
 
 
-def validate(run: Path, specs: list[str]) -> dict[str, dict[str, dict]]:
-    """{model spec: {source: score}} on the run's validation split."""
+def validate(run: Path, specs: list[str], crops: str | None = None) -> dict[str, dict[str, dict]]:
+    """{model spec: {source: score}} on the run's validation split. crops: "app" (each face found and aligned
+    as the app does, train/aligned.py) or "files" (as stored); default: as the run trained."""
     records = validation_records(run)
+    crops = crops or json.loads((run / "data_report.json").read_text()).get("crops", "files")
+    matrices = alignment_matrices(records, CACHE_DIR) if crops == "app" else None
     decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
     for spec in specs:
         model = load_model(spec)
         if model.image_size not in decoded:
-            decoded[model.image_size] = load_images(records, model.image_size)
+            decoded[model.image_size] = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
         images, kept = decoded[model.image_size]
         pred = predict_images(model, images)
         sources = np.array([r.source for r in kept])
@@ -71,8 +89,10 @@ def main(argv=None) -> None:
     parser.add_argument("--run", type=Path, required=True, help="the run whose split.csv gives the val rows")
     parser.add_argument("--model", action="append", required=True,
                         help="a model folder or spec (repeatable): e.g. RUN/model, assets/models/vgg16")
+    parser.add_argument("--crops", choices=["app", "files"],
+                        help="faces as the app finds and aligns them, or as stored (default: as the run trained)")
     args = parser.parse_args(argv)
-    results = validate(args.run, args.model)
+    results = validate(args.run, args.model, args.crops)
     for spec, by_source in results.items():
         for source, s in by_source.items():
             cells = [f"gender {s['gender_accuracy']:.2%}"]
@@ -80,6 +100,10 @@ def main(argv=None) -> None:
                 cells.append(f"age MAE {s['age_mae']:.2f} y")
             if "age_range_accuracy" in s:
                 cells.append(f"age range {s['age_range_accuracy']:.1%}")
+            cells.append(f"M/F {s['gender_accuracy_male']:.1%}/{s['gender_accuracy_female']:.1%}")
+            if "worst_band" in s:
+                band = s["worst_band"]
+                cells.append(f"worst band {band} {s['age_signed_error_by_band'][band]:+.1f} y")
             print(f"{spec:40s} {source:9s} n={s['n']:5d}  " + ", ".join(cells))
     print(json.dumps(results))
 

@@ -14,7 +14,7 @@ import math
 import cv2
 import numpy as np
 
-from demo.detect import LEFT_EYE, MOUTH, RIGHT_EYE
+from model.detect import LEFT_EYE, MOUTH, RIGHT_EYE
 
 CHIP_SIZE = 200
 EYES_CENTER = (99.2, 61.3)  # midpoint of the eyes in the chip, px

@@ -1,0 +1,136 @@
+"""Where the faces are: the face finder shared by the app and by training (one definition of the model's input).
+
+`FaceFinder.find` is what an upload goes through (MediaPipe detectors, tiles for small faces, the padded
+fallback for tight crops); `main_face` picks the one labelled face of a training crop. Training runs every
+image through the same finder and model.align, so the model learns on the crops the app will give it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from model.detect import Detection, merge, shared_detectors
+
+DETECTORS = ("auto", "full", "short", "both")
+# What an upload goes through unless the user changes it (the app, the API and the CLI), and so what training uses.
+DEFAULT_DETECTOR = "auto"
+DEFAULT_MIN_SCORE = 0.5
+TILE_ABOVE = 700       # px, long side: bigger photos are also scanned in 2x2 tiles (crowds, collages)
+# Small faces: photos are also scanned in tiles of each SMALL_FACE_TILES size that is at most 2/3 of the long
+# side (at detection scale): 256 px tiles find faces of ~40-85 px, 384 px ones ~60-130 px, the 2x2 tiles and
+# the whole image bigger ones (python -m demo.detect_eval: an 8x8 grid of 50 px faces, 60/64 found, was 0).
+# Zoomed in that far, a fist and dog fur scored up to 0.64, so a face found in those tiles must score
+# SMALL_FACE_EXTRA_SCORE above the threshold: no false positive then on the test photos, and 60 of 64 faces
+# of 50 px found (62 at +0.0, 58 at +0.2).
+SMALL_FACE_TILES = (256, 384)
+SMALL_FACE_EXTRA_SCORE = 0.15
+# ...unless the whole-image pass found faces and none is smaller than this (px at detection scale): a portrait
+# or a webcam frame then detects in one call (~6 ms) instead of ~17 (~100 ms on a 640x480 photo).
+SMALL_FACES_UNLIKELY = 120
+# A note when SMALL_FACE_NOTE_COUNT or more faces are under SMALL_FACE_NOTE px at detection scale: faces of
+# 50 px are found ~94% of the time, of 40 px ~83%, so in such a photo some may well have been missed.
+SMALL_FACE_NOTE = 60
+SMALL_FACE_NOTE_COUNT = 3
+TIGHT_CROP_SHARE = 0.5  # a face found only after padding must span this share of the shorter side
+# ...and score at least this: 99% of 150 UTKFace chips score >= 0.78 that way (min 0.55), while a coffee cup
+# photo scored 0.57. A chip below the bar is still predicted with detection off, as the note says.
+TIGHT_CROP_MIN_SCORE = 0.7
+# Grey border on each side, as a share of the long side. Half of 3,000 FairFace *training* crops (224 px, the
+# face ~half the frame) need this fallback; with a border of 1/4 it left 4.0% of them without a face, with 1/2
+# 2.8% (1,464 of the 1,548 found, against 1,428), and it found faces in 17 of 1,306 face-free crops (photo
+# backgrounds, FairFace shoulders and edges) against 15. UTKFace chips: 400/400 either way.
+TIGHT_CROP_PAD = 0.5
+
+
+class FaceFinder:
+    def __init__(self, *, max_side: int = 1280, max_faces: int = 50):
+        """max_side: images are downscaled to this for detection (faces are always cut from the original).
+        max_faces: more are cut to the most confident, with a note."""
+        self.max_side, self.max_faces = max_side, max_faces
+        self.detectors = shared_detectors()
+
+    def find(self, rgb: np.ndarray, min_score: float, detector: str, notes: list[str]) -> list[Detection]:
+        """Detections in reading order (left to right), at most `max_faces` (the most confident)."""
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}")
+        found = self._detect(rgb, detector, min_score)
+        if not found and detector == "auto":
+            found = self._tight_crop(rgb, min_score)
+            if found:
+                notes.append("The image looks like a tight face crop: the face was found only after padding "
+                             "the borders, and was predicted as such.")
+        if not found:
+            notes.append("No face found. If the image is a face crop, try again with face detection off.")
+        small_faces_note = self._small_faces_note(rgb, found)
+        if len(found) > self.max_faces:
+            notes.append(f"{len(found)} faces found; showing the {self.max_faces} most confident.")
+            found = sorted(found, key=lambda d: -d.score)[:self.max_faces]
+        if small_faces_note:
+            notes.append(small_faces_note)
+        return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+    def _detect(self, rgb, detector: str, min_score: float) -> list[Detection]:
+        if detector == "short":
+            return self.detectors.detect(rgb, "short", min_score, self.max_side)
+        # "auto" and "full": the full-range model found 43 of the 43 faces in the annotated test photos with
+        # no false positive; the short-range one 11 with 4 (python -m demo.detect_eval).
+        found = self._full_range(rgb, min_score)
+        if detector == "both":
+            return merge(found, self.detectors.detect(rgb, "short", min_score, self.max_side))
+        return found
+
+    def _full_range(self, rgb, min_score: float) -> list[Detection]:
+        """Whole image (2x2 tiles too for large photos) and small-face tiles, merged."""
+        full = self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect
+        found = full(rgb, "full", min_score, self.max_side)
+        if found and min(d.box[2] for d in found) * self._detection_scale(rgb) >= SMALL_FACES_UNLIKELY:
+            return found  # only big faces (a portrait, a selfie): the tiles would cost ~15 detector calls for nothing
+        tiles = [tile for tile in SMALL_FACE_TILES if 1.5 * tile <= self._detection_side(rgb)]
+        small_score = min(1.0, min_score + SMALL_FACE_EXTRA_SCORE)
+        return merge(found, *(self.detectors.detect_small_faces(rgb, "full", small_score, self.max_side, tile)
+                              for tile in tiles))
+
+    def _detection_side(self, rgb) -> int:
+        """The long side of the image as the detectors see it (downscaled to max_side)."""
+        return min(max(rgb.shape[:2]), self.max_side)
+
+    def _detection_scale(self, rgb) -> float:
+        """Detection pixels per image pixel (below 1 for photos downscaled to max_side)."""
+        return self._detection_side(rgb) / max(rgb.shape[:2])
+
+    def _small_faces_note(self, rgb, found: list[Detection]) -> str | None:
+        """Several faces near the detector's limit mean others, a little smaller, may have been missed."""
+        scale = self._detection_scale(rgb)
+        limit = SMALL_FACE_NOTE / scale  # in the photo's own pixels
+        count = sum(d.box[2] < limit for d in found)
+        if count < SMALL_FACE_NOTE_COUNT:
+            return None
+        # A downscaled photo loses detail to max_side, which a closer crop keeps; a small one lacks the pixels.
+        remedy = "a closer crop helps" if scale < 1 else "a higher-resolution photo helps"
+        return f"Small faces ({count} under {limit:.0f} px): some may have been missed; {remedy}."
+
+    def _tight_crop(self, rgb, min_score: float) -> list[Detection]:
+        """A face that fills the image (like a UTKFace chip) is too tight for the detectors: pad the image with
+        grey and try the short-range model, which finds 400/400 UTKFace chips that way. Accept only a face
+        spanning most of the image, so a random object found in the padding does not count."""
+        height, width = rgb.shape[:2]
+        border = int(max(height, width) * TIGHT_CROP_PAD)
+        padded = np.pad(rgb, ((border, border), (border, border), (0, 0)), constant_values=128)
+        found = []
+        for d in self.detectors.detect(padded, "short", max(min_score, TIGHT_CROP_MIN_SCORE), self.max_side):
+            if d.box[2] >= TIGHT_CROP_SHARE * min(height, width):
+                x, y, w, h = d.box
+                found.append(Detection((x - border, y - border, w, h), d.score, d.keypoints - np.float32(border)))
+        return found[:1]
+
+
+def main_face(faces, shape: tuple[int, ...]):
+    """The face an image is about (anything with a .box: detections or the pipeline's faces): the largest;
+    of equal size, the one nearest the centre. Training keeps this face of each labelled crop, and the
+    evaluation scores this face of each upload."""
+    cy, cx = shape[0] / 2, shape[1] / 2
+
+    def key(face):
+        x, y, w, h = face.box
+        return w * h, -np.hypot(x + w / 2 - cx, y + h / 2 - cy)
+
+    return max(faces, key=key) if faces else None
