@@ -37,8 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="interface to listen on (env GRADIO_SERVER_NAME; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
                         help="port (env GRADIO_SERVER_PORT; default 7860)")
-    parser.add_argument("--model", default=env("FACE_APP_MODEL", "scratch"), choices=["scratch", "vgg16"],
-                        help="model selected at start (env FACE_APP_MODEL; default scratch)")
+    parser.add_argument("--model", default=env("FACE_APP_MODEL"), choices=["scratch", "vgg16"],
+                        help="model selected at start (env FACE_APP_MODEL; default: model.hub.DEFAULT_ARCH, the "
+                             "one that measures best, as in the CLI and the API)")
     parser.add_argument("--scratch-spec", default=env("FACE_SCRATCH_SPEC"), metavar="SPEC",
                         help="scratch model: local folder or Hub repo id (default: its Hub repo, else bundled)")
     parser.add_argument("--vgg16-spec", default=env("FACE_VGG16_SPEC"), metavar="SPEC",
@@ -65,9 +66,10 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from model.hub import load_model
+    from model.hub import DEFAULT_ARCH, load_model
     from demo.ui_models import CHOICES, ModelBank, ModelLoadError
 
+    args.model = args.model or DEFAULT_ARCH
     specs = {name: spec for name, spec in (("scratch", args.scratch_spec), ("vgg16", args.vgg16_spec)) if spec}
     bank = ModelBank(load_model, specs)
     try:

@@ -32,6 +32,7 @@ from demo.tracker import SMOOTHED, FaceTracker
 from demo.ui_about import about_markdown
 from demo.ui_models import CHOICES, ModelBank, ModelLoadError
 from model.cam import HEADS as CAM_HEADS
+from model.hub import DEFAULT_ARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
@@ -241,7 +242,7 @@ def explain_outputs(result, record: dict) -> tuple[list, dict]:
 
 # ---------------------------------------------------------------- layout
 
-def build(bank: ModelBank, default_model: str = "scratch", purge_after_s: int = PURGE_AFTER_S) -> gr.Blocks:
+def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int = PURGE_AFTER_S) -> gr.Blocks:
     model_choices = [(c.label, c.name) for c in CHOICES.values()]
     detector_choices = [(label, name) for name, label in DETECTOR_LABELS.items()]
     with gr.Blocks(title="Face age & gender", analytics_enabled=False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from demo.ui_models import CHOICES, ModelBank
+from model.card import training_summary
 from model.datasets import DATASETS, describe, trained_on
 
 ARCHITECTURES = {
@@ -65,12 +66,15 @@ def data_markdown(datasets) -> str:
                      for d in datasets)
 
 
-def model_section(name: str, metrics: dict | None, data_report: dict | None = None) -> str:
+def model_section(name: str, metrics: dict | None, data_report: dict | None = None,
+                  training: tuple[dict, dict] = ({}, {})) -> str:
     choice = CHOICES[name]
     lines = [f"### {choice.label}", ARCHITECTURES[name]]
     datasets = trained_on(data_report or {})
     if datasets:
         lines.append(f"Trained on {describe(datasets)}.")
+    if training_summary(*training):
+        lines.append(training_summary(*training))
     block = _test_metrics(metrics) if metrics else None
     if block is None:
         lines.append("\n*No evaluation results are bundled with this model.*")
@@ -121,7 +125,7 @@ def about_markdown(bank: ModelBank) -> str:
                 "ages 0–100 (its mean is the age shown; the interval covers the central 80%). Grad-CAM shows "
                 "which pixels pushed the chosen head's output up."]
     reports = {name: bank.data_report(name) or {} for name in CHOICES}
-    sections += [model_section(name, bank.metrics(name), reports[name]) for name in CHOICES]
+    sections += [model_section(name, bank.metrics(name), reports[name], bank.training(name)) for name in CHOICES]
     used = {d.key for report in reports.values() for d, _ in trained_on(report)} or {"utkface"}
     sections.append(CAVEATS.format(data=data_markdown(d for key, d in DATASETS.items() if key in used)))
     return "\n\n".join(sections)

@@ -86,6 +86,10 @@ class ModelBank:
         """What the model was trained on, as written by python -m train (data_report.json)."""
         return self._model_json(name, "data_report.json")
 
+    def training(self, name: str) -> tuple[dict, dict]:
+        """How the model was trained: (train_metrics.json, train_config.json), each {} when not shipped."""
+        return self._model_json(name, "train_metrics.json") or {}, self._model_json(name, "train_config.json") or {}
+
     def _model_json(self, name: str, path: str) -> dict | None:
         """A JSON file shipped with a model: in the model's own folder (a local model folder given as its spec;
         the bundled assets/models/<name>/ for the default spec). None when not known, e.g. a Hub repo id:

@@ -64,3 +64,16 @@ def test_card_of_a_utkface_fairface_run(tmp_path):
     fairface = {r.metric_name: r.metric_value for r in card.data.eval_results if r.dataset_type == "FairFace"}
     assert fairface == {"Gender accuracy (face crops)": 0.8731, "Gender accuracy (end to end, detection on)": 0.8452,
                         "Age-range accuracy (face crops)": 0.456}
+
+
+def test_model_section_and_card_say_how_long_and_on_what_the_model_trained(tmp_path):
+    trained = ({"epochs_run": 2, "train_minutes": 47.6, "machine": "AMD EPYC, 2 cores"},
+               {"init_from": "assets/models/vgg16"})
+    text = model_section("vgg16", METRICS, BOTH, trained)
+    assert ("Trained for 2 epochs (48 min on AMD EPYC, 2 cores), starting from the weights of "
+            "`assets/models/vgg16`.") in text
+    assert "Trained for" not in model_section("vgg16", METRICS, BOTH)  # nothing shipped: nothing claimed
+    run = make_run(tmp_path)
+    (run / "metrics.json").write_text(json.dumps(trained[0] | {"epochs_run": 1}))
+    card = model_card(run)
+    assert "Trained for 1 epoch (48 min on AMD EPYC, 2 cores)." in card

@@ -35,7 +35,7 @@ def test_full_range_finds_the_annotated_faces(wild, detectors):
 def test_short_range_is_the_wrong_model_for_group_photos(wild, detectors):
     # Why "auto" uses the full-range model: measured 11/43 found, 4 false positives at 0.5.
     tp, fp, total = recall_and_false_positives(wild, lambda rgb: detectors.detect(rgb, "short", 0.5))
-    assert tp <= 16
+    assert 5 <= tp <= 16  # it finds the larger faces (11 of 43 when measured), not the small ones
 
 
 def test_pipeline_detection_recall_and_precision(wild):

@@ -147,3 +147,12 @@ def test_age_temperature_fixes_an_overconfident_age_distribution_and_its_interva
     assert coverage(overconfident) < 0.66
     assert coverage(overconfident / exact) == pytest.approx(coverage(true_logits), abs=0.015)
     assert 0.79 <= coverage(true_logits) <= 0.86
+
+
+def test_worst_band_is_the_floor_band_farthest_from_zero():
+    from train.metrics import worst_band
+    table = {"0-2": {"age_signed_error": 9.0}, "10-19": {"age_signed_error": 5.6},
+             "60-69": {"age_signed_error": -6.1}, "70+": {"age_signed_error": -16.3},
+             "30-39": {"age_signed_error": float("nan")}}
+    assert worst_band(table) == ("60-69", -6.1)  # 0-2 and 70+ are outside the floor's bands
+    assert worst_band({"70+": {"age_signed_error": 3.0}}) is None

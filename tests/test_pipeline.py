@@ -141,4 +141,5 @@ def test_bench_frames_hold_the_faces_they_claim(pipeline, wild):
 
 
 def test_warm_up(pipeline):
-    pipeline.warm_up()  # loads both detectors, runs model and CAM once; no exception, no output
+    pipeline.warm_up()  # loads both detectors, runs model and CAM once
+    assert set(pipeline.finder.detectors._detectors) == {"short", "full"}

@@ -290,7 +290,8 @@ def test_bundle_ships_weights_report_and_one_split(tmp_path, utk, monkeypatch):
 
 @pytest.fixture(scope="module")
 def fairface(tmp_path_factory):
-    return make_fairface_folder(tmp_path_factory.mktemp("ff"), n=200, n_val=30)
+    # two real portraits among the val rows: the end-to-end evaluation's found-face branch runs on them
+    return make_fairface_folder(tmp_path_factory.mktemp("ff"), n=200, n_val=30, real_val_faces=2)
 
 
 def read_split(run):
@@ -392,11 +393,17 @@ def test_evaluate_reports_utkface_test_and_fairface_val_end_to_end(tmp_path, utk
     assert 0 <= on["gender_accuracy"] <= on["face_found"] and on["age_range_accuracy"] <= on["face_found"]
     found_on = [row["detection_on_found"] == "1" for row in rows]
     assert on["face_found"] == pytest.approx(np.mean(found_on))
+    # the real portraits are found, and scored from the face found (its readouts are in the row)
+    real = [row for row in rows if row["file"] in ("1.jpg", "2.jpg")]
+    assert len(real) == 2 and all(row["detection_on_found"] == "1" for row in real)
+    assert all(0 <= float(row["detection_on_p_female"]) <= 1 and float(row["detection_on_age"]) > 0 for row in real)
+    assert on["face_found"] >= 2 / 21
     off_right = [(float(row["detection_off_p_female"]) >= 0.5) == (row["gender"] == "1") for row in rows]
     assert off["gender_accuracy"] == pytest.approx(np.mean(off_right))
     assert utk_metrics["fairface_val"]["detection_off"]["gender_accuracy"] == off["gender_accuracy"]
     report = (run / "eval" / "fairface" / "report.md").read_text()
     assert "n = 21 faces" in report and "--limit 21" in report and "| detection off | 1.000 |" in report
+    assert "| worst age band, 3-9 to 60-69" in report
     assert "## FairFace validation set" in (run / "eval" / "report.md").read_text()
 
     # a model folder + published split gives the run's UTKFace figures; FairFace missing is said in the report

@@ -39,6 +39,8 @@ def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
                         ignore=shutil.ignore_patterns("predictions.csv"))  # as for UTKFace: figures, not rows
     for name in RUN_FILES:
         shutil.copy(run / name, dest / name)
+    if (run / "metrics.json").exists():  # how it trained (epochs, minutes, machine): the card and the About tab
+        shutil.copy(run / "metrics.json", dest / "train_metrics.json")
     write_split_csv(merged, shared_split)
     return dest
 

@@ -220,3 +220,18 @@ def end_to_end_metrics(found, p_female, gender, pred_age, age_low, age_high, rac
     metrics["by_race"] = {name: scores(races == name) for name in sorted(set(races.tolist()))}
     metrics["race_gap"] = worst_group_gap(metrics["by_race"], "gender_accuracy")
     return metrics
+
+
+# The bands whose mean signed age error the release floor bounds; 0-2 and 70+ are reported but not bounded
+# (70+ is measured against 85, the middle of 70-100).
+FLOOR_BANDS = ("3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69")
+
+
+def worst_band(by_band: dict[str, dict], key: str = "age_signed_error") -> tuple[str, float] | None:
+    """The floor band (FLOOR_BANDS) whose `key` is farthest from zero: ages pulled to the middle show as large
+    errors of opposite sign at the young and the old end."""
+    values = {band: row[key] for band, row in by_band.items() if band in FLOOR_BANDS and np.isfinite(row[key])}
+    if not values:
+        return None
+    band = max(values, key=lambda b: abs(values[b]))
+    return band, values[band]

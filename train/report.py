@@ -6,6 +6,7 @@ can be rebuilt from a metrics.json alone.
 from __future__ import annotations
 
 from train.data import RACES
+from train.metrics import worst_band
 
 MIN_GROUP = 30  # the worst-group gap ignores smaller groups (their accuracy is mostly noise)
 END_TO_END_MODES = {"detection_on": True, "detection_off": False}
@@ -40,6 +41,12 @@ def _fairness(m: dict) -> str:
 {_table("age band", m['by_age_band'], band_order(m['by_age_band']))}
 
 {_table("gender", m['by_gender'], ["male", "female"])}"""
+
+
+def _worst_band(m: dict) -> str:
+    """"10-19: +5.6" (train.metrics.worst_band), or "n/a" without any face in those bands."""
+    worst = worst_band(m["by_age_band"])
+    return "n/a" if worst is None else f"{worst[0]}: {worst[1]:+.1f}"
 
 
 def _age_calibration(m: dict) -> str:
@@ -81,6 +88,7 @@ n = {m['n']} faces (deduplicated UTKFace, split file `split.csv`).{about}
 | age mean signed error (years, + = reads older) | {a['mean_signed_error']:+.2f} |
 | ages 0-12 (n = {kids['n']}): age MAE (years) | {kids['mae']:.2f} |
 | ages 0-12: age mean signed error (years) | {kids['mean_signed_error']:+.2f} |
+| worst age band, 3-9 to 60-69 (mean signed error, years) | {_worst_band(m)} |
 
 {_confusion(m)}
 
@@ -125,6 +133,8 @@ def fairface_report(m: dict) -> str:
     gap = m["race_gap"]
     framing = f"the central {d['framing_crop']:.0%} of each side (train.data.FRAMING_CROP)" if d.get("framing_crop") \
         else "the whole image"
+    if d.get("crops") == "app":  # train/aligned.py: as training cuts them since the models train on app crops
+        framing = f"each face found and aligned as the app does (where no face is found: {framing})"
     text = f"""# Evaluation: {m['model']['arch']} ({m['model']['image_size']} px) on FairFace's validation set{flip}
 
 n = {m['n']} faces.
@@ -145,6 +155,7 @@ The 224 px crops (0.25 margin around the face) read as training reads FairFace: 
 | age range accuracy (expected age, to the year, inside the range) | {r['range_accuracy']:.3f} |
 | 80% interval overlaps the range | {r['interval_overlap']:.3f} |
 | age mean signed error vs the range's middle (years) | {r['mean_signed_error']:+.2f} |
+| worst age band, 3-9 to 60-69 (mean signed error vs the range's middle, years) | {_worst_band(m)} |
 | worst race's gender-accuracy gap to the mean of races | {_gap(gap)} |
 
 {_confusion(m)}

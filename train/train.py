@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import platform
 import random
 import time
 from collections import Counter, defaultdict
@@ -551,10 +552,20 @@ def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict
     best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
     atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
                                              "age_temperature": age_temperature, "val_at_best": val,
-                                             "epochs_run": len(history)})
+                                             "epochs_run": len(history), "machine": machine(inputs.device),
+                                             "train_minutes": sum(r["seconds"] for r in history) / 60})
     log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f, "
              "age temperature %.3f", best_row.get("epoch"), val["gender_acc"], val["age_mae"],
              val["age_range_acc"], temperature, age_temperature)
+
+
+def machine(device: torch.device) -> str:
+    """What trained the run, for the model card: the GPU's name, or the CPU's model and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor() or "CPU") if os.path.exists("/proc/cpuinfo") else platform.processor() or "CPU"
+    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def write_history(out: Path, history: list[dict]) -> None:

@@ -20,10 +20,7 @@ from train.aligned import alignment_matrices
 from train.data import read_split_csv
 from train.evaluate import CACHE_DIR, label_arrays, predict_images
 from train.images import load_images
-from train.metrics import AgeLabels, age_mae, gender_accuracy, group_table, range_accuracy
-
-# The bands whose signed age error the release floor bounds (3-9 .. 60-69); 0-2 and 70+ are reported too.
-FLOOR_BANDS = ("3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69")
+from train.metrics import AgeLabels, age_mae, gender_accuracy, group_table, range_accuracy, worst_band
 
 
 def validation_records(run: Path) -> list:
@@ -51,9 +48,9 @@ def score(pred: dict, records) -> dict:
     by_band = group_table(pred["p_female"], y["gender"], pred["age"], y["age"], ages.bands(), labels=ages)
     out["age_signed_error_by_band"] = {band: round(row["age_signed_error"], 2) for band, row in by_band.items()
                                        if band != "unknown"}
-    floor = {band: e for band, e in out["age_signed_error_by_band"].items() if band in FLOOR_BANDS}
-    if floor:
-        out["worst_band"] = max(floor, key=lambda band: abs(floor[band]))
+    worst = worst_band(by_band)
+    if worst:
+        out["worst_band"] = worst[0]
     for gender, name in enumerate(("male", "female")):
         mask = y["gender"] == gender
         out[f"gender_accuracy_{name}"] = gender_accuracy(pred["p_female"][mask], y["gender"][mask])
