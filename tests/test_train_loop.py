@@ -21,8 +21,9 @@ from train.train import Inputs, parse_args, selection_key, train
 
 def tiny_config(tmp_path, data, **overrides):
     """A run of a few seconds. The synthetic faces hold nothing a detector finds, so they train on their stored
-    crops (--crops files); tests/test_aligned.py and tests/test_validate.py cover the app's crops."""
-    overrides = {"crops": "files", **overrides}
+    crops (--crops files); tests/test_aligned.py and tests/test_validate.py cover the app's crops. The CPU path
+    (feature caches, exact figures) is what these tests mean, also on a machine with a GPU: --device cpu."""
+    overrides = {"crops": "files", "device": "cpu", **overrides}
     args = ["--data", str(data), "--out", str(tmp_path / "run"), "--image-size", "32", "--epochs", "2",
             "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp_path / "cache")]
     for key, value in overrides.items():
@@ -83,13 +84,36 @@ def test_learns_the_synthetic_task(tmp_path, utk):
     assert float(read_history(run)[-1]["val_gender_acc"]) >= 0.8
 
 
-def test_resume_continues_where_it_stopped(tmp_path, utk):
+def test_resume_continues_where_it_stopped(tmp_path, utk, monkeypatch):
+    """Killed after epoch 1 and rerun with the same options, a run ends with the weights and optimizer state of
+    a run that was never stopped: same order, same augmentation and dropout draws, same schedule."""
+    from train import train as train_module
+
+    def killed(*args):  # the process dies right after epoch 1's checkpoint
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "write_history", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(tmp_path / "a", utk, epochs=2))
+    resumed = train(tiny_config(tmp_path / "a", utk, epochs=2))  # the same command again: resumes at epoch 2
+    straight = train(tiny_config(tmp_path / "b", utk, epochs=2))
+    assert [row["epoch"] for row in read_history(resumed)] == ["1", "2"]
+    a, b = checkpoint.load_checkpoint(resumed / "checkpoint.pt"), checkpoint.load_checkpoint(straight / "checkpoint.pt")
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    moments = [(sa["exp_avg"], sb["exp_avg"]) for sa, sb in zip(a["optimizer"]["state"].values(),
+                                                               b["optimizer"]["state"].values())]
+    assert len(moments) > 0 and all(torch.equal(x, y) for x, y in moments)
+    assert read_history(resumed)[1]["train_loss"] == read_history(straight)[1]["train_loss"]
+
+
+def test_more_epochs_resume_a_finished_run(tmp_path, utk):
     train(tiny_config(tmp_path, utk, epochs=1))
     first = read_history(tmp_path / "run")
     run = train(tiny_config(tmp_path, utk, epochs=2))  # same options, more epochs: resumes at epoch 2
     history = read_history(run)
-    assert [row["epoch"] for row in history] == ["1", "2"]
-    assert history[0] == first[0]
+    assert [row["epoch"] for row in history] == ["1", "2"] and history[0] == first[0]
 
 
 def test_resume_refuses_other_options(tmp_path, utk):

@@ -16,7 +16,8 @@ def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("validate")
     utk, fairface = make_utkface_folder(tmp / "utk", n=240), make_fairface_folder(tmp / "ff", n=200, n_val=30)
     return train(parse_args(["--data", str(utk), str(fairface), "--out", str(tmp / "run"), "--image-size", "32",
-                             "--epochs", "2", "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp / "cache")]))
+                             "--epochs", "2", "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp / "cache"),
+                             "--device", "cpu"]))
 
 
 def test_each_source_is_scored_on_the_runs_validation_rows(run):

@@ -466,6 +466,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, start_epoch, best_val, stale = state["history"], state["epoch"] + 1, state["best_val"], state["stale"]
+        if "rng" in state and procs.world == 1:  # the augmentation and dropout draws go on where they stopped
+            torch.set_rng_state(state["rng"])
         log.info("resumed %s at epoch %d", out, start_epoch + 1)
 
     n = len(train_gender)
@@ -526,7 +528,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         if procs.main:
             save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                               "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                              "history": history, "best_val": best_val, "stale": stale})
+                                              "history": history, "best_val": best_val, "stale": stale,
+                                              "rng": torch.get_rng_state()})
             write_history(out, history)
 
     if procs.main:
