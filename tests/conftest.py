@@ -31,3 +31,16 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """An untrained scratch model saved like a training run's output (tests never need trained weights)."""
+    import torch
+
+    from model.nets import ScratchNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model")
+    ScratchNet().save_pretrained(folder)
+    return folder

@@ -10,22 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from demo import cli
-from model.nets import ScratchNet
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """An untrained scratch model saved like a training run's output (tests never need trained weights)."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model")
-    ScratchNet().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture()
