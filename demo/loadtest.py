@@ -102,8 +102,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=25, help="per client")
-    parser.add_argument("--model", default="vgg16", choices=["scratch", "vgg16"],
-                        help="the model the clients ask for (default vgg16, the app's default)")
+    parser.add_argument("--model", default="scratch", choices=["scratch", "vgg16"],
+                        help="the model the clients ask for (default scratch, the app's default)")
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"

@@ -198,7 +198,7 @@ def test_model_load_failure_is_one_clean_sentence_and_not_retried_per_request():
     for _ in range(2):
         with pytest.raises(gr.Error) as error:
             run(bank, "vgg16", EXAMPLES / "astronaut.jpg")
-        assert error.value.message == ("The VGG16 · more accurate model could not be loaded: "
+        assert error.value.message == ("The VGG16 · best on UTKFace age model could not be loaded: "
                                        "/models/vgg16/model.safetensors is corrupt or truncated")
     assert calls == ["/models/vgg16"]
 

@@ -82,3 +82,19 @@ def test_as_a_program(folder, model_dir):
     assert done.returncode == 1
     assert len(done.stdout.strip().splitlines()) == 1 + 5  # header + 5 faces
     assert "truncated.jpg" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_app_the_api_and_the_cli_share_one_default_model(monkeypatch):
+    import inspect
+
+    from demo import ui
+    from model import hub
+    assert hub.DEFAULT_ARCH == "scratch"  # the one that measures best off UTKFace (README, Results)
+    assert inspect.signature(ui.build).parameters["default_model"].default == hub.DEFAULT_ARCH
+    monkeypatch.delenv("FACE_MODEL", raising=False)
+    asked = []
+    from types import SimpleNamespace
+    monkeypatch.setattr(hub, "_from_hub_or_bundle",
+                        lambda repo_id, *args, **kwargs: asked.append(repo_id) or SimpleNamespace(source=repo_id))
+    hub.load_model(None)  # what the CLI does without --model
+    assert asked == [hub.DEFAULT_REPOS["scratch"]]
