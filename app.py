@@ -79,12 +79,13 @@ def main(argv=None) -> None:
 
     gradio_import.join()
     from demo.ui import CSS, build
+    from demo.videoio import MAX_BYTES  # the video cap (FACE_VIDEO_MAX_MB); photos over 100 MB are refused later
 
     app = build(bank, default_model=args.model, purge_after_s=args.purge_after)
     app.queue(max_size=32)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS,
                footer_links=["api"], run_history=False, enable_monitoring=False, mcp_server=False,
-               max_file_size="20mb", prevent_thread_lock=True, quiet=True)
+               max_file_size=MAX_BYTES, prevent_thread_lock=True, quiet=True)
     print(f"Serving on http://{args.host}:{args.port} (ready in {time.perf_counter() - START:.1f} s)",
           flush=True)
     # Warm-up and the other model wait until the server is up: serving starts sooner, and neither the

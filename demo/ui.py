@@ -1,4 +1,4 @@
-"""The Gradio interface: Photo and Webcam tabs, shared controls, About, and three named API endpoints.
+"""The Gradio interface: Photo, Webcam and Video tabs, shared controls, About, and four named API endpoints.
 
 Everything here is glue between Gradio components and demo.pipeline: handlers turn pipeline results into
 what the components show, and turn the pipeline's errors into short messages (never a traceback).
@@ -25,7 +25,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_upload_folder, is_allowed_file
 
-from demo import render
+from demo import render, ui_video
 from demo.imageio import BadImageError
 from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
@@ -287,6 +287,8 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
                                               elem_id="cam-gender")
                         cam_age = gr.Image(label="What drove the age estimate", height=240, interactive=False,
                                            format="jpeg", buttons=["download", "fullscreen"], elem_id="cam-age")
+                    faces_files = gr.File(label="The faces table (CSV, JSON)", file_count="multiple",
+                                          interactive=False, elem_id="faces-downloads")
 
         with gr.Tab("Webcam", id="webcam"):
             stream = gr.State(None)
@@ -300,6 +302,10 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
             latency = gr.Markdown(elem_id="latency")
             gr.Markdown("Labels are averaged over recent frames per face, so they settle instead of "
                         "flickering. With Grad-CAM on, the map is shown for the largest face.")
+
+        outputs = ui_video.OutputFiles(app, purge_after_s)
+        with gr.Tab("Video", id="video"):
+            ui_video.build_tab(bank, outputs, model, min_score)
 
         with gr.Tab("About", id="about"):
             gr.Markdown(about_markdown(bank))
@@ -336,9 +342,14 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
                 gr.Warning(error.message)
                 return analyze(bank, None, *opts)
 
-        photo.change(on_photo, [photo, *options], [photo, *photo_outputs], preprocess=False, **private)
+        def tables(res):
+            return ui_video.faces_downloads(outputs, res)
+
+        photo.change(on_photo, [photo, *options], [photo, *photo_outputs], preprocess=False, **private) \
+            .then(tables, result, faces_files, **private)
         for control in (model, min_score, cam_on, detect, detector):
-            control.change(on_options, [pixels, *options], photo_outputs, **private)
+            control.change(on_options, [pixels, *options], photo_outputs, **private) \
+                .then(tables, result, faces_files, **private)
         face.change(cam_images, [result, face], [cam_gender, cam_age], **private)
 
         def pick_row(evt: gr.SelectData):
@@ -377,4 +388,5 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
                              api_description="Like /predict, plus each face's Grad-CAM overlays (gender and age "
                                              "heads) as a gallery; each face's `cams` gives their gallery "
                                              "positions.")
+        ui_video.build_api(bank, outputs, [c.name for c in CHOICES.values()], default_model)
     return app

@@ -36,7 +36,7 @@ def predict(client: Client, path: Path, model: str = "scratch", min_score: float
 
 def test_api_lists_the_named_endpoints(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/predict", "/annotate", "/explain"}  # the public API, nothing more
+    assert set(endpoints) == {"/predict", "/annotate", "/explain", "/video"}  # the public API, nothing more
 
 
 def test_photo_with_several_faces(client):
