@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from model import align
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, main_face
+from train.data import file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ def locate(path: str) -> np.ndarray | None:
 def cache_key(records) -> str:
     h = hashlib.sha1(FINDER_SETTINGS.encode())
     for r in records:
-        stat = os.stat(r.path) if os.path.exists(r.path) else None
-        h.update(f"{r.path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}\n".encode())
+        h.update(file_stamp(r.path).encode())
     return h.hexdigest()[:16]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import random
 import re
 import tarfile
@@ -141,6 +142,12 @@ def scan_utkface(folder: Path) -> tuple[list[Record], list[str]]:
     if bad:
         log.warning("UTKFace: %d file names could not be parsed and were skipped: %s", len(bad), bad[:5])
     return records, bad
+
+
+def file_stamp(path: str) -> str:
+    """"path:size:mtime" (-1s for a missing file): what cache keys hash, so a changed file misses the cache."""
+    stat = os.stat(path) if os.path.exists(path) else None
+    return f"{path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}\n"
 
 
 def file_digest(path: str) -> str:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from model.preprocess import to_uint8_tensor
 from train.aligned import aligned_face
-from train.data import FRAMING_CROP, Record
+from train.data import FRAMING_CROP, Record, file_stamp
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,7 @@ def cache_key(records: list[Record], image_size: int, matrices: np.ndarray | Non
     if matrices is not None:
         h.update(b"aligned:" + np.ascontiguousarray(matrices).tobytes())
     for r in records:
-        stat = os.stat(r.path) if os.path.exists(r.path) else None
-        h.update(f"{r.path}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1}\n".encode())
+        h.update(file_stamp(r.path).encode())
         if FRAMING_CROP.get(r.source):  # only when set, so caches made before per-source crops stay valid
             h.update(f"crop={FRAMING_CROP[r.source]}\n".encode())
     return h.hexdigest()[:16]
