@@ -14,7 +14,7 @@ from model.age import AGE_BINS
 from model.nets import ScratchNet, VGGNet, build_model
 from model.preprocess import normalize
 from synthetic import make_fairface_folder, make_utkface_folder
-from train import checkpoint
+from train import calibrate, checkpoint
 from train.evaluate import evaluate_run
 from train.train import Inputs, parse_args, selection_key, train
 
@@ -62,7 +62,18 @@ def test_vgg_loads_the_local_imagenet_file(shared_dir):
     assert not any(p.requires_grad for p in model.frozen.parameters())
 
 
-def test_two_epochs_lower_the_loss_and_write_the_run(tmp_path, utk):
+def test_two_epochs_lower_the_loss_and_write_the_run(tmp_path, utk, monkeypatch):
+    fitted = {}  # what the loop hands to calibration (fit_temperature itself: tests/test_metrics.py)
+
+    def spy(name):
+        real = getattr(calibrate, name)
+
+        def fit(*args):
+            fitted[name] = [a.clone() for a in args], real(*args)
+            return fitted[name][1]
+        return fit
+    for name in ("fit_temperature", "fit_age_temperature"):
+        monkeypatch.setattr(calibrate, name, spy(name))
     run = train(tiny_config(tmp_path, utk))
     history = read_history(run)
     assert len(history) == 2
@@ -71,7 +82,15 @@ def test_two_epochs_lower_the_loss_and_write_the_run(tmp_path, utk):
                  "data_report.json", "curves.png", "metrics.json", "checkpoint.pt"):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.05 <= metrics["gender_temperature"] <= 20 and 0.05 <= metrics["age_temperature"] <= 20
+    # calibrated on the validation split (its size and labels), and what was fitted is what was stored
+    with open(run / "split.csv") as f:
+        val = [row for row in csv.DictReader(f) if row["split"] == "val"]
+    (logits, genders), gender_t = fitted["fit_temperature"]
+    (age_logits, ages, _, _), age_t = fitted["fit_age_temperature"]
+    assert len(logits) == len(age_logits) == len(val) > 0
+    assert sorted(genders.tolist()) == sorted(int(row["gender"]) for row in val)
+    assert sorted(ages.tolist()) == sorted(int(row["age"]) for row in val)
+    assert (metrics["gender_temperature"], metrics["age_temperature"]) == (gender_t, age_t)
     # the saved model carries its calibration and reloads to the same outputs
     model = ScratchNet.from_pretrained(run / "model").eval()
     assert float(model.gender_temperature) == pytest.approx(metrics["gender_temperature"], rel=1e-5)
