@@ -21,6 +21,19 @@ Tried and left out:
   and an API torch has deprecated. bf16 already meets the speed floors: not used.
 - ONNX Runtime / OpenVINO: not installed here; oneDNN already runs native bf16 kernels
   (brg_conv avx512_core_bf16; AMX tiles where the CPU has them), which leaves them little to win.
+- int8 on a CPU with AVX2 and no bf16 or VNNI units (issue 23), measured 2026-12-03 on a 2-core AMD EPYC Zen 1
+  (family 23 model 1: 128-bit AVX2 units), VGG16's body (128 px, up to the Grad-CAM layer), 2 threads, medians
+  of 10, the training run paused; each int8 path calibrated on 32 inputs; ms for 1 / 10 faces:
+      torch fp32 (this file)                           157 / 1585
+      torch.ao FX int8, x86 engine (eager)             280 / 1512   rel. error 0.040
+      torchao 0.18 PT2E, X86InductorQuantizer +
+        torch.compile (freezing; 41 s to compile)      139 / 1347   rel. error 0.162
+      ONNX Runtime 1.32 static QDQ, per channel        153 / 1399   rel. error 0.154  (its fp32: 197 / 1605)
+      OpenVINO 2026.4 + NNCF 3.4 (bias correction)     146 / 1292   rel. error 0.034  (its fp32: 185 / 1764)
+  At most 1.13x faster than fp32: without VNNI an int8 multiply-add costs about what an fp32 one does on
+  this CPU, so int8 would add a dependency and a quantize-and-cache step for ~10%. Not used; `auto` stays
+  fp32 on such CPUs. CPUs with VNNI but no bf16 (Intel Cascade Lake / Ice Lake) are where int8 should pay,
+  and none was available to measure.
 """
 from __future__ import annotations
 
