@@ -27,7 +27,19 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 TEMP_DIR = tempfile.mkdtemp(prefix="face-app-")
 os.environ["GRADIO_TEMP_DIR"] = TEMP_DIR
 atexit.register(shutil.rmtree, TEMP_DIR, ignore_errors=True)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so `kill` also runs the clean-up above
+
+
+def _terminate(*_) -> None:
+    """`kill`: the same clean-up, then out at once. A normal interpreter exit (sys.exit) with a thread still
+    inside torch or MediaPipe (the model preload right after start, a request in flight) could abort in C++
+    ("terminate called without an active exception", exit -6) or print a traceback."""
+    shutil.rmtree(TEMP_DIR, ignore_errors=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, _terminate)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_faces is not None and args.max_faces < 1 or args.every < 1:
         parser.error("--max-faces and --every must be at least 1")
+    if args.threads is not None and args.threads < 1:  # torch would raise a bare RuntimeError
+        parser.error("--threads must be at least 1")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
@@ -143,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                         max_faces=args.max_faces or sys.maxsize)
     heads = ("gender", "age") if args.cam else ()
 
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        out = open(args.output, "w", newline="") if args.output else sys.stdout
+    except OSError as e:  # e.g. a folder that does not exist: a message, not a traceback
+        print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return 2
     writer = csv.DictWriter(out, fieldnames=columns_for(files, args.per_frame), restval="") \
         if args.format == "csv" else None
     if writer:

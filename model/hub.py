@@ -172,7 +172,7 @@ def _load(folder: Path) -> AgeGenderNet:
         arch = json.loads(config_path.read_text())["arch"]
     except (ValueError, KeyError, TypeError):
         raise ModelLoadError(f"{config_path} is not a model config (JSON with an 'arch' field)") from None
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:  # e.g. a list: unhashable, not a name
         raise ModelLoadError(f"{config_path} names architecture {arch!r}; this code knows {sorted(ARCHITECTURES)}")
     try:
         # strict: a partial load would be a silently broken model. float16 bundles load into the float32 model.
@@ -209,7 +209,10 @@ def verify_bundle(folder: Path) -> None:
     listing = folder / CHECKSUM_FILE
     if not listing.is_file():
         raise ModelLoadError(f"bundled weights in {folder} have no {CHECKSUM_FILE} file to verify them against")
-    expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines() if line.strip())
+    try:
+        expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines() if line.strip())
+    except ValueError:  # a line without both fields, or not text
+        raise ModelLoadError(f"{listing} is not a sha256 list ('<hex>  <file name>' per line)") from None
     for name in MODEL_FILES:
         if name not in expected:
             raise ModelLoadError(f"{listing} does not list {name}")

@@ -13,6 +13,8 @@ It implements only what huggingface_hub 2.4 calls to publish and fetch a small m
 No LFS and no Xet: /preupload answers "regular" for every file, so the client sends file contents inline
 (base64) in the commit payload, whatever their size (see _commit_api._prepare_commit_payload).
 Errors carry the X-Error-Code header the client maps to RepositoryNotFoundError & co.
+Failures to test against: a gated repo (`Repo.gated`: its files answer 403 GatedRepo, as for a user who has
+not accepted its terms), and `HubServer.fail_with` (every request answered with that HTTP status, no code).
 
 Usage:
     with HubServer() as hub:
@@ -50,6 +52,7 @@ def git_blob_sha(data: bytes) -> str:
 @dataclass
 class Repo:
     private: bool
+    gated: bool = False
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> {path: content}
     refs: dict[str, str] = field(default_factory=dict)  # branch -> sha
 
@@ -71,6 +74,8 @@ class HubServer:
     def __init__(self):
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        self.fail_with: int | None = None  # e.g. 500 (an outage) or 403 (a refusal): answered to every request
+        self.stopped = False
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
@@ -80,8 +85,14 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.stop()
+
+    def stop(self) -> None:
+        """The Hub goes away (also mid-test); safe to call twice."""
+        if not self.stopped:
+            self.stopped = True  # kept-alive connections outlive the listening socket: they get no answer either
+            self.httpd.shutdown()
+            self.httpd.server_close()
 
     def files(self, repo_id: str, rev: str = "main") -> dict[str, bytes]:
         repo = self.repos[repo_id]
@@ -144,6 +155,8 @@ class HubServer:
         sha = self.repos[repo].resolve(rev)
         if sha is None:
             return _error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+        if self.repos[repo].gated:  # metadata stays public, files need the terms accepted (like the real Hub)
+            return _error(403, "GatedRepo", f"Access to model {repo} is restricted: accept its conditions")
         content = self.repos[repo].commits[sha].get(path)
         if content is None:
             status, headers, data = _error(404, "EntryNotFound", f"{path} does not exist on {rev}")
@@ -161,6 +174,8 @@ class HubServer:
             self.requests.append((method, path, auth))
         length = int(req.headers.get("Content-Length") or 0)
         raw = req.rfile.read(length) if length else b""
+        if self.fail_with is not None:
+            return _json(self.fail_with, {"error": "failing on purpose"})
         for route_method, pattern, name in ROUTES:
             match = re.fullmatch(pattern, path)
             if route_method != method or not match:
@@ -191,6 +206,9 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"  # keep-alive, as the client's connection pool expects
 
         def _serve(self, method: str) -> None:
+            if hub.stopped:  # hang up without an answer, as a server that is gone
+                self.close_connection = True
+                return
             status, headers, body = hub.handle(self, method)
             self.send_response(status)
             for key, value in headers.items():

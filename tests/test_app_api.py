@@ -1,6 +1,8 @@
-"""The app's named API endpoints, called with gradio_client against the running app (tests/appserver.py)."""
+"""The app's named API endpoints, called with gradio_client against the running app (tests/appserver.py),
+and the demo/ui.py handlers behind them and the UI, called directly."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -8,6 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -17,7 +20,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from demo.ui import NOT_UPLOADED, upload_source, uploaded_path
+from demo import render
+from demo.pipeline import Face, Result
+from demo.ui import NOT_UPLOADED, api_result, face_at, on_frame, upload_source, uploaded_path
+from demo.ui_models import ModelBank
+from model.hub import load_model
 
 pytest_plugins = ["appserver"]
 
@@ -389,3 +396,97 @@ def test_webcam_stream_refuses_files_not_uploaded_alike_then_frames_work(app_url
     statuses = events.webcam([*probes.values(), events.upload(EXAMPLES / "astronaut.jpg")])
     assert_one_sentence(dict(zip(probes, statuses)), sentence=f"⚠️ {NOT_UPLOADED}")
     assert "per frame" in statuses[-1] and "1 face" in statuses[-1]
+
+
+# ---------------------------------------------------------------- handlers called directly (issue 25)
+
+def data_url(content: bytes, mime: str = "image/jpeg") -> str:
+    return f"data:{mime};base64," + base64.b64encode(content).decode()
+
+
+@pytest.fixture(scope="module")
+def bank(model_dir, tmp_path_factory) -> ModelBank:
+    """scratch: an untrained model; vgg16: a folder with no model in it, so it cannot load."""
+    return ModelBank(load_model, {"scratch": str(model_dir), "vgg16": str(tmp_path_factory.mktemp("no-model"))})
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_pasted_image_as_a_data_url_is_read(bank):
+    photo = (EXAMPLES / "astronaut.jpg").read_bytes()
+    assert upload_source({"url": data_url(photo), "meta": FILE_DATA}) == photo
+    _, record = api_result(bank, {"url": data_url(photo)}, "scratch", 0.5, True, "auto")
+    assert len(record["faces"]) == 1
+    broken = {"data:image/png;base64,abc": "This file is not an image",  # bad base64 (padding)
+              data_url(b"this is not a picture", "text/plain"): "This file is not an image",
+              "data:,": "The file is empty (0 bytes)"}
+    for url, sentence in broken.items():
+        with pytest.raises(gr.Error) as error:
+            api_result(bank, {"url": url}, "scratch", 0.5, True, "auto")
+        assert error.value.message.startswith(sentence), url
+
+
+def test_no_image_sent_is_said_so(bank):
+    for payload in ({}, {"path": "", "url": ""}, {"meta": FILE_DATA}, 42):
+        with pytest.raises(gr.Error) as error:
+            upload_source(payload)
+        assert error.value.message == "No image was sent.", payload
+    with pytest.raises(gr.Error) as error:
+        api_result(bank, None, "scratch", 0.5, True, "auto")
+    assert error.value.message == "No image was sent."
+
+
+def make_face(index: int, box, p_female: float = 0.5, age: float = 30.0) -> Face:
+    return Face(index=index, box=box, p_female=p_female, age=age, age_low=age - 5, age_high=age + 5,
+                det_score=0.9, age_probs=[])
+
+
+def test_a_click_where_boxes_overlap_picks_the_smallest_face():
+    big, small, apart = make_face(0, (0, 0, 100, 100)), make_face(1, (40, 40, 20, 20)), make_face(2, (150, 0, 50, 50))
+    for faces in ([big, small, apart], [apart, small, big]):  # whatever the order of the faces
+        result = Result(faces, None, [], {})
+        assert face_at(result, 50, 50) == 1  # inside both: the small one (a face in front of a bigger one)
+        assert face_at(result, 60, 60) == 1  # box edges count as inside
+        assert face_at(result, 10, 10) == 0
+        assert face_at(result, 175, 25) == 2
+        assert face_at(result, 120, 50) is None  # between faces: nothing picked
+    assert face_at(None, 50, 50) is None  # a click before any photo was analysed
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_webcam_problems_go_to_the_status_line_and_the_stream_goes_on(bank):
+    frame = str(EXAMPLES / "astronaut.jpg")  # a bundled example: accepted like an upload
+    stream = None
+    problems = [({"url": data_url(b"this is not a picture")}, "scratch",
+                 "⚠️ This file is not an image (or not a format we can read)"),
+                ({"path": "/etc/passwd"}, "scratch", f"⚠️ {NOT_UPLOADED}"),
+                (frame, "vgg16", "⚠️ The VGG16 · best on UTKFace age model could not be loaded: ")]
+    for payload, model_name, status_start in problems:
+        shown, status, stream = on_frame(bank, payload, model_name, 0.5, False, "gender", stream)
+        assert shown == gr.skip() and status.startswith(status_start), status  # no exception, no toast
+    started = stream
+    shown, status, stream = on_frame(bank, frame, "scratch", 0.5, True, "gender", stream)
+    assert stream is started and len(stream.arrivals) == 4  # the same session, every frame counted
+    assert isinstance(shown, np.ndarray) and shown.shape == np.asarray(Image.open(frame)).shape
+    assert "ms** per frame" in status and status.endswith("· 1 face") and "⚠️" not in status
+
+
+def test_webcam_labels_are_averaged_over_frames(monkeypatch):
+    """What is drawn on frame 2 is each track's moving average (FaceTracker alpha 0.35), not frame 2's reading."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    frames = iter([[make_face(0, (50, 50, 80, 80), p_female=0.9, age=30)],
+                   [make_face(0, (52, 50, 80, 80), p_female=0.1, age=50),  # the same person, moved a little
+                    make_face(1, (200, 60, 60, 60), p_female=0.2, age=60)]])  # someone new: their own reading
+
+    def pipeline(frame, **options):  # stands in for the model: these readings, whatever the frame
+        return Result(next(frames), None, [], {"detect": 1.0}, image)
+
+    bank = SimpleNamespace(get=lambda name: pipeline)
+    drawn = []
+    monkeypatch.setattr(render, "annotate", lambda img, boxes, labels, *a, **k: drawn.append((boxes, labels)) or img)
+    stream = None
+    for _ in range(2):
+        _, status, stream = on_frame(bank, str(EXAMPLES / "astronaut.jpg"), "scratch", 0.5, False, "gender", stream)
+    assert drawn[0] == ([(50, 50, 80, 80)], ["F 90% · 30 y (25-35)"])
+    # 0.35 * 0.1 + 0.65 * 0.9 = 0.62 and 0.35 * 50 + 0.65 * 30 = 37 (interval likewise); boxes are the frame's own
+    assert drawn[1] == ([(52, 50, 80, 80), (200, 60, 60, 60)], ["F 62% · 37 y (32-42)", "M 80% · 60 y (55-65)"])
+    assert status.endswith("· 2 faces")

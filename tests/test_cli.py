@@ -98,3 +98,83 @@ def test_the_app_the_api_and_the_cli_share_one_default_model(monkeypatch):
                         lambda repo_id, *args, **kwargs: asked.append(repo_id) or SimpleNamespace(source=repo_id))
     hub.load_model(None)  # what the CLI does without --model
     assert asked == [hub.DEFAULT_REPOS["scratch"]]
+
+
+# ---------------------------------------------------------------- options and exits (issue 25)
+
+THREE_PORTRAITS = ROOT / "assets" / "examples" / "three_portraits.jpg"
+ASTRONAUT = ROOT / "assets" / "examples" / "astronaut.jpg"  # one face
+
+
+def faces_found(model_dir, capsys, *options) -> list[dict]:
+    assert cli.main([str(THREE_PORTRAITS), "--model", str(model_dir), *options]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_detector_and_min_score_are_honoured(model_dir, capsys):
+    auto = faces_found(model_dir, capsys)
+    assert len(auto) == 3  # the auto detector finds all three portraits
+    assert len(faces_found(model_dir, capsys, "--detector", "short")) == 1  # short-range finds only one
+    weak = [row for row in auto if row["det_score"] < 0.9]
+    assert weak, "needs a face under the threshold, else --min-score would not be tested"
+    strong = faces_found(model_dir, capsys, "--min-score", "0.9")
+    assert [row["det_score"] for row in strong] == [row["det_score"] for row in auto if row["det_score"] >= 0.9]
+
+
+def test_threads_sets_torch_threads_and_bad_counts_are_refused(model_dir, tmp_path, capsys):
+    import torch
+
+    try:
+        cli.main([str(tmp_path / "nope.jpg"), "--model", str(model_dir), "--threads", "2"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)  # this module's setting (torch_one_thread)
+    capsys.readouterr()
+    for bad in ("0", "-1"):  # -1 was a torch RuntimeError traceback, 0 silently ignored
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([str(THREE_PORTRAITS), "--threads", bad])
+        assert exit_.value.code == 2
+        assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_json_rows_go_to_the_output_file_only(model_dir, tmp_path, capsys):
+    out_file = tmp_path / "faces.json"
+    assert cli.main([str(ASTRONAUT), "-o", str(out_file), "--model", str(model_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "1 of 1 files processed" in err
+    assert [(row["file"], row["face"]) for row in json.loads(out_file.read_text())] == [(str(ASTRONAUT), 0)]
+
+    missing_folder = tmp_path / "no-such-folder" / "faces.json"  # was a FileNotFoundError traceback
+    assert cli.main([str(ASTRONAUT), "-o", str(missing_folder), "--model", str(model_dir)]) == 2
+    assert f"error: cannot write {missing_folder}: No such file or directory" in capsys.readouterr().err
+
+
+def test_folders_without_image_files_exit_with_a_message(tmp_path, capsys):
+    empty, text_only = tmp_path / "empty", tmp_path / "text-only"
+    empty.mkdir()
+    text_only.mkdir()
+    (text_only / "notes.txt").write_text("not an image")
+    assert cli.main([str(empty), str(text_only)]) == 1  # before any model is loaded: no --model needed
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: no image or video files found in {empty}, {text_only}\n"
+
+
+def test_an_unexpected_error_on_one_file_is_reported_and_the_others_go_on(model_dir, tmp_path, monkeypatch,
+                                                                         capsys):
+    shutil.copy(THREE_PORTRAITS, tmp_path / "bad.jpg")
+    shutil.copy(ASTRONAUT, tmp_path / "good.jpg")
+
+    class BuggyPipeline(cli.Pipeline):  # a bug that only shows on one file
+        def __call__(self, image, **options):
+            if Path(image).name == "bad.jpg":
+                raise KeyError("boom")
+            return super().__call__(image, **options)
+
+    monkeypatch.setattr(cli, "Pipeline", BuggyPipeline)
+    code = cli.main([str(tmp_path / "bad.jpg"), str(tmp_path / "good.jpg"), "--model", str(model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [Path(row["file"]).name for row in json.loads(out)] == ["good.jpg"]
+    assert f"error: {tmp_path / 'bad.jpg'}: unexpected KeyError: 'boom'" in err
+    assert "1 of 2 files processed, 1 failed" in err and "Traceback" not in err

@@ -275,3 +275,84 @@ def test_cli_end_to_end_with_environment_variables(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("FACE_MODEL_ASSETS", str(tmp_path / "no-bundle"))  # else the shipped default serves
     assert hub_cli(["nobody/missing"]) == 1
     assert capsys.readouterr().out.startswith("error: cannot get nobody/missing (offline mode)")
+
+
+# ---------------------------------------------------------------- refusals, outages and bad files (issue 25)
+
+def test_gated_repo_is_a_clear_error_even_with_bundled_weights(hub, tmp_path, bundled):
+    """Gated is an answer from the Hub, not an outage: the default repo must not silently fall back either."""
+    assets, _ = bundled
+    default_repo = "face-age-gender/age-gender-scratch"
+    push_run(make_run(tmp_path), default_repo)
+    hub.repos[default_repo].gated = True
+    with pytest.raises(ModelLoadError, match=f"^{default_repo} is gated: accept its terms.*hf auth login"):
+        load_model("scratch", assets_dir=assets)
+
+
+def test_hub_refusal_is_an_error_but_a_hub_outage_falls_back(hub, tmp_path, bundled):
+    assets, _ = bundled
+    commit = push_run(make_run(tmp_path), REPO)
+    online = load_model(REPO)  # now in the Hub cache
+
+    hub.fail_with = 403  # a 4xx is the Hub's answer about this repo: cached files must not hide it
+    with pytest.raises(ModelLoadError, match=f"^the Hub refused {REPO}: 403 Forbidden$"):
+        load_model(REPO, assets_dir=assets)
+
+    hub.fail_with = 500  # a 5xx is the Hub being down: serve what is cached, else the bundle
+    cached = load_model(REPO, assets_dir=assets)
+    assert (cached.source.kind, cached.source.revision) == ("hub-cache", commit.oid)
+    assert_same(predictions(cached), predictions(online))
+    bundle = load_model("scratch", assets_dir=assets)
+    assert bundle.source.kind == "bundled"
+    assert bundle.source.note == "Hub unavailable, face-age-gender/age-gender-scratch not cached"
+
+
+def test_unreachable_hub_serves_the_cached_files(hub, tmp_path):
+    commit = push_run(make_run(tmp_path), REPO)
+    online = load_model(REPO)
+    hub.stop()  # not offline mode: the client tries the Hub and cannot connect
+    started = time.monotonic()
+    cached = load_model(REPO, assets_dir=tmp_path / "no-assets")
+    assert time.monotonic() - started < 5  # no retry back-off before using the cache
+    assert (cached.source.kind, cached.source.revision) == ("hub-cache", commit.oid)
+    assert str(cached.source) == f"model: scratch from Hub cache ({REPO}@{commit.oid[:12]})"
+    assert_same(predictions(cached), predictions(online))
+    with pytest.raises(ModelLoadError, match=r"^cannot get tester/never-downloaded \(Hub unreachable\)"):
+        load_model("tester/never-downloaded", assets_dir=tmp_path / "no-assets")
+
+
+def test_revision_from_the_environment_and_what_overrides_it(hub, tmp_path, monkeypatch):
+    first = push_run(make_run(tmp_path, seed=0), REPO)
+    second = push_run(make_run(tmp_path, seed=1), REPO)
+    monkeypatch.setenv("FACE_MODEL_REVISION", first.oid)
+    assert load_model(REPO).source.revision == first.oid
+    assert load_model(f"{REPO}@main").source.revision == second.oid  # the spec's @revision wins
+    assert load_model(REPO, revision="main").source.revision == second.oid  # and so does the argument
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"arch": "scratch"', "is not a model config"),  # truncated JSON
+    ('{"widths": [4, 8]}', "is not a model config"),  # no arch
+    ("[1, 2]", "is not a model config"),
+    ('{"arch": ["scratch"]}', "names architecture \\['scratch'\\]"),  # was an unhashable-type TypeError
+    ('{"arch": "scratch", "widths": "wide", "image_size": 32, "hidden": 8}', "does not fit the scratch"),
+])
+def test_bad_config_json_is_a_clear_error(tmp_path, config, message):
+    folder = tmp_path / "model"
+    ScratchNet(widths=[4, 8], image_size=32, hidden=8).save_pretrained(folder)
+    (folder / "config.json").write_text(config)
+    with pytest.raises(ModelLoadError, match=f"^{folder / 'config.json'} {message}"):
+        load_model(str(folder))
+
+
+def test_sha256_list_that_misses_a_file_or_is_malformed_is_refused(bundled, monkeypatch):
+    assets, _ = bundled
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    listing = assets / "scratch" / "sha256"
+    lines = listing.read_text().splitlines()
+    listing.write_text(next(line for line in lines if line.endswith("config.json")) + "\n")
+    with pytest.raises(ModelLoadError, match="sha256 does not list model.safetensors$"):
+        load_model("scratch", assets_dir=assets)
+    listing.write_text("\n".join(lines + ["0123abcd"]) + "\n")  # a line with no file name
+    with pytest.raises(ModelLoadError, match="sha256 is not a sha256 list"):  # was a bare dict() ValueError
+        load_model("scratch", assets_dir=assets)
