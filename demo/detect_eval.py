@@ -19,12 +19,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.datasets import utkface_chips
 from model.detect import iou
 from demo.imageio import load_image
-from demo.measure_framing import DEFAULT_TAR, sample_chips
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
 WILD = SHARED / "data" / "wild-faces"
+UTKFACE_TAR = SHARED / "data" / "UTKFace.tar.gz"
 IOU_MATCH = 0.4  # the release floor's; "auto" matches the VOC boxes at IoU 0.61..0.9 (MediaPipe frames wider)
 
 
@@ -34,9 +35,9 @@ FACE_IN_CHIP = (-0.014, -0.044, 0.998, 0.998)
 GRID_FACE = 50  # px: the face box side in the grids, the size of faces in a crowd or a class photo
 
 
-def grid_chips(n: int, tar: Path = DEFAULT_TAR) -> list[np.ndarray]:
+def grid_chips(n: int, tar: Path = UTKFACE_TAR) -> list[np.ndarray]:
     """n UTKFace chips (every 50th of the archive: many ages, both genders, all races), read in memory."""
-    return [chip for _, chip in sample_chips(tar, n)]
+    return [chip for _, chip in utkface_chips(tar, n)]
 
 
 def face_grid(chips: list[np.ndarray], cols: int, face: int = GRID_FACE, gap: float = 0.5,
@@ -116,7 +117,7 @@ def main(argv=None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wild", type=Path, default=WILD)
-    parser.add_argument("--tar", type=Path, default=DEFAULT_TAR, help="UTKFace archive, for the face grids")
+    parser.add_argument("--tar", type=Path, default=UTKFACE_TAR, help="UTKFace archive, for the face grids")
     parser.add_argument("--min-score", type=float, default=0.5)
     parser.add_argument("--grid-face", type=int, default=GRID_FACE, help="face size in the grids, px")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per image (median)")

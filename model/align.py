@@ -1,6 +1,6 @@
 """Align a detected face like a UTKFace chip: eyes level, same position and scale, 200x200 px.
 
-The template is measured, not guessed: `python -m demo.measure_framing` runs both MediaPipe detectors on
+The template is measured, not guessed: `python -m train.measure_framing` runs both MediaPipe detectors on
 400 UTKFace chips (padded by 25% grey so the tight chips are found) and averages the keypoints (std 3-5 px):
 
     right eye (60.9, 61.7), left eye (137.5, 60.9), mouth (100.3, 145.4); eye line tilt -0.6 deg (std 3.4)

@@ -2,6 +2,9 @@
 
 A pure function of the files in the run (no network), so it is tested like any other. Metadata goes through
 huggingface_hub's ModelCardData / EvalResult, which write the YAML header and the `model-index` the Hub reads.
+The card carries this model's own figures and links to the full reports published beside it (eval/); how
+each figure is produced, the other model's figures and their history are on the project's results page
+(docs/results.md), which it names rather than repeats.
 """
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ from model.nets import hub_kwargs
 
 DATASET_NAME = "UTKFace (deduplicated), test split"
 FAIRFACE_NAME = "FairFace, validation set (never trained on)"
+# Files the card links to: published with it by train.push (its EVAL_FILES), so the links resolve on the Hub.
+REPORT, FAIRFACE_REPORT = "eval/report.md", "eval/fairface/report.md"
+RESULTS_PAGE = ("`docs/results.md` in the demo's source (the Space that uses this model, listed on this page): "
+                "how each figure is produced, both models side by side, and what changed between versions")
 ARCH_NAMES = {"scratch": "a small CNN trained from scratch", "vgg16": "an ImageNet VGG16 conv base, fine-tuned"}
 
 
@@ -160,8 +167,8 @@ PREPROCESSING = """## Preprocessing
 
 Input is an RGB face crop framed like UTKFace's aligned & cropped chips (the demo detects faces with MediaPipe
 and reproduces that framing), resized to {size}x{size} px, scaled to [0, 1] and normalised with the ImageNet mean
-and standard deviation (`model/preprocess.py`). Training adds flips, small rotations and shifts, colour jitter and
-random erasing."""
+and standard deviation (`model/preprocess.py`). The training recipe and its augmentations are described in
+`docs/training.md` in the demo's source."""
 
 
 def training_summary(train_metrics: dict, options: dict) -> str:
@@ -198,8 +205,9 @@ def _evaluation(metrics: dict) -> str:
             ("Age MAE (years)", _num(a.get("mae"), 2)), ("Age CS(5)", _pct(a.get("cs5")))]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows if value != "-")
     text = (f"## Evaluation\n\nOn the held-out {metrics.get('split', 'test')} split ({metrics.get('n', '?')} faces; "
-            f"age metrics on the {a.get('n', '?')} with a known age). Full report: `eval/report.md`, plots in "
-            f"`eval/`.\n\n| metric | value |\n|---|---:|\n{table}")
+            f"age metrics on the {a.get('n', '?')} with a known age). Full report with its plots: "
+            f"[{REPORT}]({REPORT}). More on the project's results page, {RESULTS_PAGE}."
+            f"\n\n| metric | value |\n|---|---:|\n{table}")
     text += _fairface_evaluation(metrics.get("fairface_val") or {})
     confusion = g.get("confusion")
     if confusion:
@@ -222,7 +230,8 @@ def _fairface_evaluation(ff: dict) -> str:
             ("Weakest race group, gender accuracy (face crops)", _worst_group(ff.get("race_gap") or {}))]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows if value != "-")
     return (f"\n\nOn FairFace's validation set ({ff.get('n', '?')} faces, labelled with age ranges, never used "
-            f"for training or model selection; per-race tables in `eval/fairface/report.md`):\n\n"
+            f"for training or model selection; per-race and per-age tables in "
+            f"[{FAIRFACE_REPORT}]({FAIRFACE_REPORT})):\n\n"
             f"| metric | value |\n|---|---:|\n{table}")
 
 
@@ -247,7 +256,8 @@ def _fairness(metrics: dict) -> str:
     if not tables:
         return ""
     return ("## Fairness\n\nTest results per group. Small groups have wide uncertainty, and differences reflect the "
-            "data (UTKFace's group sizes and appearance-based labels) as much as the model.\n\n"
+            "data (UTKFace's group sizes and appearance-based labels) as much as the model. Signed age errors and "
+            f"per-gender figures: [{REPORT}]({REPORT}).\n\n"
             + "\n\n".join(tables))
 
 

@@ -6,7 +6,10 @@ the model never saw.
 """
 from __future__ import annotations
 
+import io
+import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,20 @@ def describe(datasets: list[tuple[Dataset, int | None]]) -> str:
     """"UTKFace (16,141 training faces) and FairFace (36,002 training faces)"."""
     parts = [d.name + (f" ({n:,} training faces)" if n else "") for d, n in datasets]
     return " and ".join(parts) if len(parts) < 3 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def utkface_chips(tar_path: str | Path, n: int, every: int = 50):
+    """(name, RGB array) of every `every`-th chip of a UTKFace archive, n at most, read in memory (nothing is
+    extracted). The names are sorted by age and identity, so the sample spreads over both. For measuring the
+    detector and the chips' framing (demo/detect_eval.py, train/measure_framing.py)."""
+    import numpy as np
+    from PIL import Image
+
+    with tarfile.open(tar_path, "r:gz") as tar:
+        count = 0
+        for i, member in enumerate(tar):
+            if member.isfile() and member.name.endswith(".jpg") and i % every == 0:
+                yield member.name, np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB"))
+                count += 1
+                if count >= n:
+                    return

@@ -6,12 +6,14 @@ app like any local model: the tests check behaviour, not accuracy, and do not de
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,16 +77,14 @@ def app_purge_after_s() -> int:
     return PURGE_AFTER_S
 
 
-@pytest.fixture(scope="session")
-def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
-    """Base URL of the running app (torn down after the session)."""
+@contextlib.contextmanager
+def serving(options: list[str], temp_dir: Path, log: Path) -> Iterator[str]:
+    """`python app.py --port <free port> *options`, offline, with `temp_dir` as its TMPDIR: its base URL while
+    it runs (stopped on exit; its output goes to `log`)."""
     port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-           "TMPDIR": str(app_temp_dir)}
-    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port),
-               "--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"]),
-               "--purge-after", str(PURGE_AFTER_S)]
+           "TMPDIR": str(temp_dir)}
+    command = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *options]
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -97,3 +97,23 @@ def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
+    """Base URL of the running app (torn down after the session)."""
+    options = ["--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"]),
+               "--purge-after", str(PURGE_AFTER_S)]
+    with serving(options, app_temp_dir, tmp_path_factory.mktemp("app") / "app.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def bundled_app_url(tmp_path_factory) -> str:
+    """The app serving the bundled models (assets/models), for the README's screenshot: the random-weight
+    models of `app_url` would show made-up answers. Started only for a test that asks for it."""
+    models = ROOT / "assets" / "models"
+    options = ["--scratch-spec", str(models / "scratch"), "--vgg16-spec", str(models / "vgg16")]
+    folder = tmp_path_factory.mktemp("bundled-app")
+    with serving(options, folder, folder / "app.log") as url:
+        yield url

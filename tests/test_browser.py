@@ -1,11 +1,14 @@
 """The app in a real browser: Debian's headless Chromium driven by Playwright (never a downloaded browser).
 
 The webcam test feeds Chromium's fake camera with a .y4m video made here from a face photo in ../shared.
-Screenshots go to artifacts/screenshots/ (git-ignored) for a person to look at.
+Screenshots go to artifacts/screenshots/ (git-ignored) for a person to look at. The README's screenshot is
+made here too, from the app serving the bundled models:
+`UPDATE_SCREENSHOT=1 python -m pytest -q tests/test_browser.py -k screenshot` rewrites docs/screenshot.png.
 """
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +25,10 @@ pytest_plugins = ["appserver"]
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+README_SCREENSHOT = ROOT / "docs" / "screenshot.png"
+README_VIEWPORT = {"width": 1200, "height": 900}
+CLIP_MARGIN_X = 100  # the page's empty sides (Gradio centres a 960 px column in a 1200 px window)
+README_MAX_BYTES = 300_000
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 30_000  # a busy 2-core CI machine runs the model and the browser side by side
 expect.set_options(timeout=TIMEOUT_MS)
@@ -248,3 +255,48 @@ def test_about_states_data_licence_and_caveats(page):
     expect(page.get_by_text("Where it is weakest")).to_be_visible()
     expect(page.get_by_text("No evaluation results are bundled with this model.")).to_be_visible()  # vgg16
     screenshot(page, "about")
+
+
+def small_png(png: bytes) -> bytes:
+    """The same picture in at most 256 colours (a screenshot is mostly flat colour; the photo keeps its look)."""
+    with Image.open(io.BytesIO(png)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def test_screenshot_of_the_photo_tab_on_an_example(browser, bundled_app_url, tmp_path):
+    """The README's picture: the Photo tab after a click on the three-portraits example, with the shipped
+    default model. UPDATE_SCREENSHOT=1 also writes it to docs/screenshot.png."""
+    context = browser.new_context(viewport=README_VIEWPORT)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    try:
+        page.goto(bundled_app_url)
+        page.wait_for_selector("#photo-input")
+        examples = sorted(p.name for p in EXAMPLES.glob("*.jpg"))  # the gallery's order (demo/ui.py)
+        page.locator(".gallery-item").nth(examples.index("three_portraits.jpg")).click()
+        expect(page.locator("#photo-status")).to_contain_text("3 faces")
+        expect(page.locator("#photo-output img")).to_be_visible()
+        expect(page.locator("#cam-age img")).to_be_visible()
+        page.wait_for_function("() => [...document.images].every(i => !i.src || (i.complete && i.naturalWidth))")
+        # From the tab bar down to the Grad-CAM maps: the annotated photo, the table and the maps.
+        page.evaluate("window.scrollTo(0, 0)")  # boxes are measured in the window; the clip is in the page
+        boxes = [page.locator(part).first.bounding_box() for part in (".tabs", "#faces-table", "#cam-age")]
+        top, bottom = boxes[0]["y"] - 12, max(box["y"] + box["height"] for box in boxes[1:]) + 12
+        clip = {"x": CLIP_MARGIN_X, "y": top, "width": README_VIEWPORT["width"] - 2 * CLIP_MARGIN_X,
+                "height": bottom - top}
+        png = small_png(page.screenshot(full_page=True, clip=clip))
+    finally:
+        context.close()
+
+    path = tmp_path / "screenshot.png"
+    path.write_bytes(png)
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape[1] == README_VIEWPORT["width"] - 2 * CLIP_MARGIN_X and 600 <= pixels.shape[0] <= 1400
+    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 64  # a page with photos, not blank
+    assert len(png) < README_MAX_BYTES, f"{len(png):,} bytes: too big to commit for the README"
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":
+        README_SCREENSHOT.parent.mkdir(exist_ok=True)
+        README_SCREENSHOT.write_bytes(png)

@@ -104,3 +104,23 @@ def test_card_without_evaluation(tmp_path):
     assert card.data.eval_results is None and "model-index" not in card.data.to_dict()
     assert "This run was not evaluated." in card.text and "## Fairness" not in card.text
     assert "model_name" not in card.data.to_dict()
+
+
+def test_card_links_resolve_among_the_published_files(tmp_path):
+    """The card links to the full reports instead of repeating them: each relative link is a file that
+    train.push publishes beside it (the FairFace report too), and the project's results page is named."""
+    import re
+
+    from train.push import files_to_upload
+
+    run = make_run(tmp_path)
+    fairface = {"n": 50, "gender_accuracy": 0.8, "age_range_accuracy": 0.4, "detection_on": {"gender_accuracy": 0.7}}
+    (run / "eval" / "metrics.json").write_text(json.dumps(METRICS | {"fairface_val": fairface}))
+    (run / "eval" / "fairface").mkdir()
+    (run / "eval" / "fairface" / "report.md").write_text("# FairFace\n")
+    text = ModelCard(model_card(run, "someone/age-gender-scratch")).text
+    links = set(re.findall(r"\]\(([^)#\s]+)\)", text))
+    relative = {link for link in links if not re.match(r"https?:", link)}
+    assert relative == {"eval/report.md", "eval/fairface/report.md"}
+    assert relative <= set(files_to_upload(run))
+    assert "docs/results.md" in text and "docs/training.md" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demo.measure_framing import fairface_paths, framing, matching_crop, spread
+from train.measure_framing import fairface_paths, framing, matching_crop, spread
 
 # Right eye, left eye, nose, mouth, and a face box, in a 200 px UTKFace-like chip (model/align.py's template).
 CHIP_POINTS = np.array([[60.9, 61.7], [137.5, 60.9], [100.0, 108.0], [100.3, 145.4]])

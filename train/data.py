@@ -32,7 +32,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Per-source fractional centre crop applied when reading images (train/images.py), so that faces from
 # differently framed sets fill the frame alike; None = the whole (square) image.
 # FairFace's crops frame the face looser than UTKFace's chips (which model/align.py frames uploads like):
-# `python -m demo.measure_framing --fairface ~/.cache/face-age-gender/fairface --n 300` (both MediaPipe detectors,
+# `python -m train.measure_framing --fairface ~/.cache/face-age-gender/fairface --n 300` (both MediaPipe detectors,
 # 300 images of each set) gives eye distance + eyes-to-mouth = 0.732 of the side on FairFace vs 0.805 on
 # UTKFace -> crop 0.910, centre offset (+0.005, -0.005) of the side (~1 px: a centred crop suffices; box sizes
 # give 0.930). Check on 100 other FairFace images read with 0.91: face size -1.7%, box +0.9%, eyes +0.011 x.

@@ -5,8 +5,8 @@ positions and face box relative to the chip. Alignment maps a detected face onto
 the crops the models see at inference are framed like the crops they were trained on (whatever the
 detector's own keypoint biases are, they cancel).
 
-    python -m demo.measure_framing [--tar ../shared/data/UTKFace.tar.gz] [--n 400]
-    python -m demo.measure_framing --fairface ~/.cache/face-age-gender/fairface --n 300 [--check 20]
+    python -m train.measure_framing [--tar ../shared/data/UTKFace.tar.gz] [--n 400]
+    python -m train.measure_framing --fairface ~/.cache/face-age-gender/fairface --n 300 [--check 20]
 
 With --fairface it also measures FairFace's 224 px training crops (framed looser: "margin 0.25") the same way
 and prints the crop (fraction of the side, and the offset of its centre) that frames them like a UTKFace
@@ -19,30 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from model.datasets import utkface_chips
 from model.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, FaceDetectors
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
 DEFAULT_TAR = SHARED / "data" / "UTKFace.tar.gz"
 CHIP = 200
-
-
-def sample_chips(tar_path: Path, n: int, every: int = 50):
-    """Every `every`-th chip of the archive (spread over ages and identities, which the names are sorted by)."""
-    with tarfile.open(tar_path, "r:gz") as tar:
-        count = 0
-        for i, member in enumerate(tar):
-            if member.isfile() and member.name.endswith(".jpg") and i % every == 0:
-                yield member.name, np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())).convert("RGB"))
-                count += 1
-                if count >= n:
-                    return
 
 
 def measure(chips, detectors: FaceDetectors, model: str, pad: float) -> dict:
@@ -139,7 +126,7 @@ def compare_fairface(args, utk: dict, detectors: FaceDetectors) -> None:
 def check_crop(paths: list[Path], n: int, utk_f: dict, detectors: FaceDetectors, fraction: float) -> None:
     """Read n FairFace images outside the measured sample exactly as training will (train.images.read_face
     with the crop), at the chip's size, and compare their framing with the UTKFace chips'."""
-    from train.images import read_face
+    from train.images import read_face  # torch and the image cache: only for the check
 
     faces = [(str(p), read_face(str(p), CHIP, fraction)) for p in spread(paths, n, shift=0.5)]
     sample = [(path, face.permute(1, 2, 0).numpy()) for path, face in faces if face is not None]
@@ -168,7 +155,7 @@ def main(argv=None) -> None:
     parser.add_argument("--check", type=int, default=20, help="FairFace images to check the crop on (0: none)")
     args = parser.parse_args(argv)
 
-    chips = list(sample_chips(args.tar, args.n))
+    chips = list(utkface_chips(args.tar, args.n))
     detectors = FaceDetectors()
     print(f"{len(chips)} chips of {CHIP}x{CHIP} px from {args.tar.name}")
     for model in ("short", "full"):

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 REQUIRED = {"model/config.json": "config.json", "model/model.safetensors": "model.safetensors",
             "split.csv": "split.csv"}  # run file -> path in the repo
 OPTIONAL = {name: name for name in ("train_config.json", "history.csv", "curves.png", "data_report.json")}
-EVAL_FILES = ("*.json", "*.md", "*.png", "*.csv")  # eval/ files published as they are; never pickles
+EVAL_FILES = ("*.json", "*.md", "*.png", "*.csv")  # eval/ and eval/fairface/ files published as they are; never pickles
 
 
 def files_to_upload(run: Path) -> dict[str, Path]:
@@ -35,8 +35,9 @@ def files_to_upload(run: Path) -> dict[str, Path]:
     if missing:
         raise FileNotFoundError(f"{run} is not a complete training run: missing {', '.join(missing)}")
     files = {repo_path: run / name for name, repo_path in {**REQUIRED, **OPTIONAL}.items() if (run / name).is_file()}
-    for pattern in EVAL_FILES:
-        files.update({f"eval/{p.name}": p for p in sorted((run / "eval").glob(pattern))})
+    for folder in ("eval", "eval/fairface"):  # the model card links to both reports
+        for pattern in EVAL_FILES:
+            files.update({f"{folder}/{p.name}": p for p in sorted((run / folder).glob(pattern))})
     skipped = [name for name in OPTIONAL if not (run / name).is_file()]
     if not any(name.startswith("eval/") for name in files):
         skipped.append("eval/")
