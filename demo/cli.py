@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from demo import video
-from demo.imageio import BadImageError
+from model.imageio import BadImageError
 from demo.pipeline import DETECTORS, Pipeline
 from demo.videoio import VIDEO_SUFFIXES, BadVideoError
 

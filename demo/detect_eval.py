@@ -21,7 +21,7 @@ import numpy as np
 
 from model.datasets import utkface_chips
 from model.detect import iou
-from demo.imageio import load_image
+from model.imageio import load_image
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
 WILD = SHARED / "data" / "wild-faces"

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from demo import render
-from demo.imageio import load_image
+from model.imageio import load_image
 from model import align
 from model.cam import HEADS, explain
 from model.detect import Detection
-from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DETECTORS, FaceFinder
+from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DETECTORS, FaceFinder, clip_box, cut_faces
 from model.fast import FastModel
 from model.preprocess import batch_from_faces
 
@@ -137,15 +137,13 @@ class Pipeline:
                 detections = [None]
                 notes.append("Face detection was off: the whole image was used as one face.")
         with _timed(timings, "align"):
-            matrices = [align.whole_image_matrix(rgb.shape) if d is None else align.alignment_matrix(d.keypoints)
-                        for d in detections]
-            crops = [align.warp(rgb, m) for m in matrices]
+            matrices, crops = cut_faces(rgb, detections)
             batch = batch_from_faces(crops, self.model.image_size).to(next(self.model.parameters()).device)
         with self._lock:
             predicted, cams = self._predict(batch, cam_heads, timings)
         faces = []
         for i, (d, crop, matrix) in enumerate(zip(detections, crops, matrices)):
-            box = (0, 0, rgb.shape[1], rgb.shape[0]) if d is None else _clip(d.box, rgb.shape)
+            box = clip_box(None if d is None else d.box, rgb.shape)
             faces.append(Face(
                 index=i, box=box, p_female=float(predicted["p_female"][i]), age=float(predicted["age"][i]),
                 age_low=float(predicted["age_low"][i]), age_high=float(predicted["age_high"][i]),
@@ -170,13 +168,6 @@ class Pipeline:
             with _timed(timings, "model"):
                 return self.fast.predict(batch), {}
         return explain(self.fast, batch, tuple(cam_heads), timings=timings)
-
-
-def _clip(box, shape) -> tuple[int, int, int, int]:
-    """Detector boxes can stick out of the image (a face cut by the edge): keep the part inside."""
-    x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
-    x1, y1 = min(shape[1], round(box[0] + box[2])), min(shape[0], round(box[1] + box[3]))
-    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
 
 
 @contextmanager

@@ -4,7 +4,7 @@ Everything here is glue between Gradio components and demo.pipeline: handlers tu
 what the components show, and turn the pipeline's errors into short messages (never a traceback).
 
 Uploads reach the handlers unprocessed (`preprocess=False`): Gradio's own image preprocessing would open the
-file with PIL first, so a broken file would fail with Gradio's generic error instead of demo.imageio's
+file with PIL first, so a broken file would fail with Gradio's generic error instead of model.imageio's
 sentence. Gradio vets a payload's path only when the payload is tagged as FileData; an untagged
 {"path": ...} would be opened as is (by its preprocessing, or by a handler), so `upload_source` opens a path
 only if Gradio accepted that file for this app (`uploaded_path`). Uploaded files are never deleted by a
@@ -26,7 +26,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder, is_allowed_file
 
 from demo import render, ui_video
-from demo.imageio import BadImageError
+from model.imageio import BadImageError
 from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
 from demo.ui_about import about_markdown

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from demo import render, videoio
-from demo.imageio import BadImageError
+from model.imageio import BadImageError
 from demo.tracker import SMOOTHED, FaceTracker
 from model.age import INTERVAL
 

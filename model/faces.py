@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model import align
 from model.detect import Detection, merge, shared_detectors
 
 DETECTORS = ("auto", "full", "short", "both")
@@ -127,10 +128,34 @@ def main_face(faces, shape: tuple[int, ...]):
     """The face an image is about (anything with a .box: detections or the pipeline's faces): the largest;
     of equal size, the one nearest the centre. Training keeps this face of each labelled crop, and the
     evaluation scores this face of each upload."""
+    i = main_box_index([face.box for face in faces], shape)
+    return None if i is None else faces[i]
+
+
+def main_box_index(boxes: list, shape: tuple[int, ...]) -> int | None:
+    """main_face's choice among boxes (x, y, w, h): its index, None if there are none."""
     cy, cx = shape[0] / 2, shape[1] / 2
 
-    def key(face):
-        x, y, w, h = face.box
+    def key(i):
+        x, y, w, h = boxes[i]
         return w * h, -np.hypot(x + w / 2 - cx, y + h / 2 - cy)
 
-    return max(faces, key=key) if faces else None
+    return max(range(len(boxes)), key=key) if boxes else None
+
+
+def cut_faces(rgb: np.ndarray, detections: list[Detection | None]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each detection's alignment matrix and aligned 200 px crop; None stands for the whole image as one face
+    (detection off)."""
+    matrices = [align.whole_image_matrix(rgb.shape) if d is None else align.alignment_matrix(d.keypoints)
+                for d in detections]
+    return matrices, [align.warp(rgb, m) for m in matrices]
+
+
+def clip_box(box, shape) -> tuple[int, int, int, int]:
+    """A face's box (x, y, w, h) in the image: detector boxes can stick out of it (a face cut by the edge);
+    the part inside. None: the whole image."""
+    if box is None:
+        return 0, 0, shape[1], shape[0]
+    x0, y0 = max(0, round(box[0])), max(0, round(box[1]))
+    x1, y1 = min(shape[1], round(box[0] + box[2])), min(shape[0], round(box[1] + box[3]))
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)

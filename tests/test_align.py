@@ -12,7 +12,7 @@ from PIL import Image
 
 from model.align import CHIP_SIZE, EYE_DISTANCE, EYES_CENTER, alignment_matrix, unwarp, warp, whole_image_matrix
 from model.detect import LEFT_EYE, RIGHT_EYE, FaceDetectors
-from demo.imageio import load_image
+from model.imageio import load_image
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ def test_detector_mode_is_honoured(client):
         client.predict(image=handle_file(str(EXAMPLES / "astronaut.jpg")), detector="magic", api_name="/predict")
 
 
-BAD_INPUTS = {  # file content -> the app's own sentence (demo/imageio.py), never PIL's wording
+BAD_INPUTS = {  # file content -> the app's own sentence (model/imageio.py), never PIL's wording
     "empty": (b"", "The file is empty (0 bytes)"),
     "text": (b"this is not a picture", "This file is not an image (or not a format we can read)"),
     "truncated": (None, "The image file is damaged or truncated"),

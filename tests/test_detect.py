@@ -6,7 +6,7 @@ import pytest
 
 from model.detect import Detection, FaceDetectors, iou, merge, tile_grid
 from demo.detect_eval import evaluate, face_grid, grid_chips, match
-from demo.imageio import load_image
+from model.imageio import load_image
 from demo.pipeline import DETECTORS, Pipeline
 from model.nets import ScratchNet
 

@@ -1,4 +1,4 @@
-"""demo.imageio.load_image: every kind of input either becomes RGB uint8 or a BadImageError with a message."""
+"""model.imageio.load_image: every kind of input either becomes RGB uint8 or a BadImageError with a message."""
 from __future__ import annotations
 
 import io
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo.imageio import MAX_PIXELS, BadImageError, load_image
+from model.imageio import MAX_PIXELS, BadImageError, load_image
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:

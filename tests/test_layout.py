@@ -1,6 +1,6 @@
-"""The layout rule "train -> model files -> demo, never back", read from the code: the app (demo/, app.py)
-never imports training code, and model/, the shared middle, imports neither side. Imports are parsed (ast),
-not run, and include those inside functions."""
+"""The layout rule, read from the code: the app (demo/, app.py) and training (train/) both stand on model/ and
+never import each other, and model/ imports neither side. Imports are parsed (ast), not run, and include those
+inside functions."""
 from __future__ import annotations
 
 import ast

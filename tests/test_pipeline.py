@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from demo.imageio import BadImageError
+from model.imageio import BadImageError
 from demo.pipeline import Face, Pipeline
 from model.nets import ScratchNet
 
@@ -143,3 +143,29 @@ def test_bench_frames_hold_the_faces_they_claim(pipeline, wild):
 def test_warm_up(pipeline):
     pipeline.warm_up()  # loads both detectors, runs model and CAM once
     assert set(pipeline.finder.detectors._detectors) == {"short", "full"}
+
+
+def test_the_evaluations_app_path_gives_the_apps_answers(pipeline, wild, tmp_path):
+    """train.evaluate scores uploads with model/ directly (training never imports the demo): on photos with
+    several faces, one face, none and an unreadable file it must find, pick and predict exactly as the app."""
+    from types import SimpleNamespace
+
+    from model.faces import main_face
+    from train.evaluate import app_predictions
+    Image.new("RGB", (300, 200), (120, 140, 160)).save(tmp_path / "no_face.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    paths = [wild / "2008_001322.jpg", wild / "Tom_Cruise_avp_2014_4.jpg", tmp_path / "no_face.png",
+             tmp_path / "broken.jpg"]
+    records = [SimpleNamespace(path=str(path)) for path in paths]
+    for detect in (True, False):
+        out, precision = app_predictions(pipeline.model, records, detect, precision=pipeline.fast.precision)
+        assert precision == pipeline.fast.precision
+        assert out["found"].tolist() == ([True, True, False, False] if detect else [True, True, True, False])
+        for i, path in enumerate(paths[:3]):
+            result = pipeline(path, detect=detect, draw=False)
+            assert out["faces"][i] == len(result.faces)
+            face = main_face(result.faces, result.image.shape)
+            if face is None:
+                continue
+            for key in ("p_female", "age", "age_low", "age_high"):
+                assert out[key][i] == pytest.approx(getattr(face, key), abs=1e-5), (path.name, key)

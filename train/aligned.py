@@ -32,7 +32,7 @@ _finder: FaceFinder | None = None
 
 
 def decode_rgb(path: str) -> np.ndarray:
-    """An image file as RGB uint8, EXIF-rotated (as demo.imageio.load_image decodes an upload)."""
+    """An image file as RGB uint8, EXIF-rotated (as model.imageio.load_image decodes an upload)."""
     with Image.open(path) as image:
         return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
 

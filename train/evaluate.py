@@ -36,9 +36,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model.faces import main_face
+from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
+from model.fast import FastModel
+from model.imageio import BadImageError, load_image
 from model.nets import AgeGenderNet, split_output
-from model.preprocess import normalize
+from model.preprocess import batch_from_faces, normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
 from train.report import END_TO_END_MODES, MIN_GROUP, band_order, fairface_report, ordered, report_markdown
@@ -112,7 +114,6 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
     """flip_average: average each face's output logits with its mirror image's (two forward passes).
     precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "auto" = the app's
     fast path (model/fast.py) at that precision."""
-    from model.fast import FastModel
     forward = model if precision is None else FastModel(model, precision)
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
@@ -148,32 +149,35 @@ def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_ave
 
 def app_predictions(model: AgeGenderNet, records, detect: bool,
                     precision: str | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """Each image through demo.pipeline.Pipeline as an upload would go: detect=True (auto detector, the
-    main face) or False (the whole image is the face). No face found, or an image the app refuses: found is
-    False and the predictions NaN. Returns the arrays and the precision the pipeline ran the model at."""
-    from demo.imageio import BadImageError  # lazily: training never needs the demo
-    from demo.pipeline import Pipeline
-
-    pipeline = Pipeline(model, precision=precision)
+    """Each image as an upload goes through the app (demo/pipeline.py runs the same model/ steps): decoded by
+    model.imageio, faces found by model.faces.FaceFinder at the app's defaults (detect=True; False: the whole
+    image is the face), aligned, predicted by the fast path at `precision`, and the main face scored. No face
+    found, or an image the app refuses: found is False and the predictions NaN. Returns the arrays and the
+    precision the model ran at. tests/test_train_loop.py checks the readouts equal the app's."""
+    fast = FastModel(model.eval(), precision)
+    finder = FaceFinder()
     n = len(records)
     out = {k: np.full(n, np.nan) for k in ("p_female", "age", "age_low", "age_high", "det_score")}
     out["found"], out["faces"] = np.zeros(n, bool), np.zeros(n, int)
     mode = "detection on" if detect else "detection off"
     for i, r in enumerate(tqdm(records, desc=f"app path, {mode}", mininterval=5)):
         try:
-            result = pipeline(r.path, detect=detect, draw=False)
+            rgb = load_image(r.path)
         except BadImageError as error:
             log.warning("%s: %s", r.path, error)
             continue
-        out["faces"][i] = len(result.faces)
-        if not result.faces:
+        detections = finder.find(rgb, DEFAULT_MIN_SCORE, DEFAULT_DETECTOR, []) if detect else [None]
+        out["faces"][i] = len(detections)
+        if not detections:
             continue
-        face = main_face(result.faces, result.image.shape)
+        main = main_box_index([clip_box(None if d is None else d.box, rgb.shape) for d in detections], rgb.shape)
+        _, crops = cut_faces(rgb, detections)  # every face, as the app batches them
+        predicted = fast.predict(batch_from_faces(crops, model.image_size))
         out["found"][i] = True
         for k in ("p_female", "age", "age_low", "age_high"):
-            out[k][i] = getattr(face, k)
-        out["det_score"][i] = np.nan if face.det_score is None else face.det_score
-    return out, getattr(getattr(pipeline, "fast", None), "precision", "fp32")
+            out[k][i] = float(predicted[k][main])
+        out["det_score"][i] = np.nan if detections[main] is None else detections[main].score
+    return out, fast.precision
 
 
 # ---------------------------------------------------------------------------------------------- FairFace

@@ -1,4 +1,6 @@
-"""The one image loader for the CLI, the UI and the API: anything image-like -> RGB uint8 HxWx3.
+"""The one image loader for the CLI, the UI, the API and the end-to-end evaluation: anything image-like -> RGB
+uint8 HxWx3. Here, beside detection and alignment, because how an upload is decoded (EXIF rotation, modes) is
+part of what the model sees.
 
 Every way an input can be unusable ends in `BadImageError` with a message fit to show a user as is.
 """
