@@ -140,9 +140,19 @@ def test_bench_frames_hold_the_faces_they_claim(pipeline, wild):
     assert len(pipeline(built["10 faces"]).faces) == 10
 
 
-def test_warm_up(pipeline):
-    pipeline.warm_up()  # loads both detectors, runs model and CAM once
+def test_warm_up(pipeline, monkeypatch):
+    """Loads both detectors and runs the model once plain and once with Grad-CAM of both heads."""
+    runs = []
+    predict = pipeline._predict
+
+    def spy(batch, cam_heads, timings):
+        predicted, cams = predict(batch, cam_heads, timings)
+        runs.append((len(batch), tuple(cam_heads), sorted(cams)))
+        return predicted, cams
+    monkeypatch.setattr(pipeline, "_predict", spy)
+    pipeline.warm_up()
     assert set(pipeline.finder.detectors._detectors) == {"short", "full"}
+    assert runs == [(1, (), []), (1, ("gender", "age"), ["age", "gender"])]
 
 
 def test_the_evaluations_app_path_gives_the_apps_answers(pipeline, wild, tmp_path):
