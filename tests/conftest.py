@@ -1,6 +1,7 @@
 """Shared test fixtures. Everything is offline; data that cannot be made here comes from ../shared."""
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -44,3 +45,16 @@ def model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     ScratchNet().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def test_sample(shared_dir, tmp_path_factory):
+    """200 faces spread over the shipped split's test part (every 17th row: the rows are sorted by file
+    name, which starts with the age), read from ../shared's UTKFace archive (extracted once per session:
+    ~12 s)."""
+    from train.data import load_records
+    records, _ = load_records([shared_dir / "data" / "UTKFace.tar.gz"], tmp_path_factory.mktemp("cache"))
+    by_name = {Path(r.path).name: r for r in records}
+    with open(ROOT / "assets" / "models" / "split.csv") as f:
+        names = [row["path"] for row in csv.DictReader(f) if row["split"] == "test"][::17][:200]
+    return [by_name[Path(name).name] for name in names]

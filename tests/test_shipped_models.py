@@ -49,18 +49,6 @@ def test_real_photos_end_to_end(shipped, shared_dir):
         assert woman.p_female > 0.6 and admiral.p_female > 0.6
 
 
-@pytest.fixture(scope="module")
-def test_sample(shared_dir, tmp_path_factory):
-    """200 faces spread over the shipped split's test part (every 17th row: the rows are sorted by file
-    name, which starts with the age), read from ../shared's UTKFace archive."""
-    from train.data import load_records
-    records, _ = load_records([shared_dir / "data" / "UTKFace.tar.gz"], tmp_path_factory.mktemp("cache"))
-    by_name = {Path(r.path).name: r for r in records}
-    with open(MODELS / "split.csv") as f:
-        names = [row["path"] for row in csv.DictReader(f) if row["split"] == "test"][::17][:200]
-    return [by_name[Path(name).name] for name in names]
-
-
 def test_shipped_weights_match_their_reported_quality(shipped, test_sample):
     """On 200 test faces the shipped weights (float16 for VGG16) must be about as good as their report
     (92.0% / 5.78 y for the scratch CNN on the app's crops of all 3,458, 93.75% / 4.99 y for VGG16 on the chips)."""
