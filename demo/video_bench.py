@@ -8,14 +8,9 @@ the frame (three faces, entering and leaving). Prints, per model and --every, th
 second, the ratio of play time to processing time (>= 1: at least as fast as it plays), the seconds per
 stage, and how much each person's answer moves against detecting on every frame.
 
-Measured once, `python -m demo.video_bench --model scratch --every 1 --every 3 --seconds 10`, on this 2-core
-machine while other work ran (a training evaluation, then a full test-suite run: load average 2.5-6.9), so
-pessimistic: scratch CNN, every frame 5.2 frames/s (0.17x real time: of 58 s, 52 s finding and predicting
-faces, decoding 1.6, drawing 1.5, VP9 encoding 2.3); every 3rd frame 13.8 frames/s (0.46x). Not as fast as the
-clip plays: the "full" finder scans this clip's small faces (53-142 px) in small-face tiles, ~17 detector
-calls a frame. The two settings gave 9 and 6 tracks for the clip's 3 faces (faces leaving and entering the
-panned frame, small ones found on some frames only): the tracker's gaps need work before the answers of the
-two settings can be compared person by person. VGG16 not measured yet.
+Measured 2026-12-03 on a 2-core AMD EPYC Zen 1 (AVX2, fp32), idle: scratch CNN 5.1 frames/s detecting on
+every frame, 14.1 on every 3rd; VGG16 1.6 and 4.6 (docs/benchmarks.md has the table). Not real time: the
+"full" finder scans this clip's small faces (53-142 px) in small-face tiles, ~17 detector calls a frame.
 """
 from __future__ import annotations
 
