@@ -24,12 +24,18 @@ def tiny_config(tmp_path, data, **overrides):
     """A run of a few seconds. The synthetic faces hold nothing a detector finds, so they train on their stored
     crops (--crops files); tests/test_aligned.py and tests/test_validate.py cover the app's crops. The CPU path
     (feature caches, exact figures) is what these tests mean, also on a machine with a GPU: --device cpu."""
+    return parse_args(tiny_args(tmp_path, data, **overrides))
+
+
+def tiny_args(tmp_path, data, **overrides) -> list[str]:
+    """tiny_config's command line (for `python -m train`'s main). A flag is given as True (present) or False."""
     overrides = {"crops": "files", "device": "cpu", **overrides}
     args = ["--data", str(data), "--out", str(tmp_path / "run"), "--image-size", "32", "--epochs", "2",
             "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp_path / "cache")]
     for key, value in overrides.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    return parse_args(args)
+        flag = f"--{key.replace('_', '-')}"
+        args += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
+    return args
 
 
 @pytest.fixture(scope="module")

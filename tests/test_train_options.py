@@ -11,7 +11,7 @@ import torch
 
 import train.train as train_module
 from test_hub import REPO, hub  # noqa: F401  (fixture: a local Hub with the client pointed at it)
-from test_train_loop import fairface, read_history, tiny_config, utk  # noqa: F401  (fixtures: synthetic UTKFace / FairFace)
+from test_train_loop import fairface, read_history, tiny_args, tiny_config, utk  # noqa: F401  (fixtures: synthetic UTKFace / FairFace)
 from train import evaluate
 from train.checkpoint import load_checkpoint
 from train.train import train
@@ -50,9 +50,7 @@ def test_class_weight_scales_the_female_loss_by_the_gender_ratio(tmp_path, utk, 
             weights.append(kwargs["female_weight"])
         return real_loss(*args, **kwargs)
     monkeypatch.setattr(train_module, "multitask_loss", spy)
-    config = tiny_config(tmp_path, utk, epochs=1)
-    config.class_weight = class_weight  # a flag: tiny_config passes options with values
-    run = train(config)
+    run = train(tiny_config(tmp_path, utk, epochs=1, class_weight=class_weight))
     with open(run / "split.csv") as f:
         genders = [int(row["gender"]) for row in csv.DictReader(f) if row["split"] == "train"]
     expected = genders.count(0) / genders.count(1) if class_weight else 1.0
@@ -79,7 +77,7 @@ def test_heads_train_alone_first_then_the_tuned_block_at_the_backbone_rate(tmp_p
 
 
 def test_push_to_hub_evaluates_and_publishes_when_training_ends(tmp_path, utk, hub, capsys):  # noqa: F811
-    train_module.main([*tiny_config_args(tmp_path, utk), "--epochs", "1", "--push-to-hub", REPO])
+    train_module.main(tiny_args(tmp_path, utk, epochs=1, push_to_hub=REPO))
     run = tmp_path / "run"
     assert (run / "eval" / "metrics.json").exists()  # evaluated before publishing, so the card has figures
     files = hub.files(REPO)
@@ -87,13 +85,6 @@ def test_push_to_hub_evaluates_and_publishes_when_training_ends(tmp_path, utk, h
     assert files["model.safetensors"] == (run / "model" / "model.safetensors").read_bytes()
     assert files["eval/metrics.json"] == (run / "eval" / "metrics.json").read_bytes()
     assert f"done: {run}" in capsys.readouterr().out
-
-
-def tiny_config_args(tmp_path, data) -> list[str]:
-    """tiny_config's options as a command line, for main()."""
-    config = tiny_config(tmp_path, data)
-    return ["--data", str(data), "--out", config.out, "--image-size", "32", "--batch-size", "32",
-            "--cache-dir", config.cache_dir, "--crops", "files", "--device", "cpu"]
 
 
 # ------------------------------------------------------------------------------------ python -m train.evaluate
