@@ -21,17 +21,44 @@ def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
     return (age_logits.softmax(-1) * age_values(age_logits.device)).sum(-1)
 
 
-def age_quantiles(age_logits: torch.Tensor, q: float) -> torch.Tensor:
-    """[N, AGE_BINS] logits -> [N] smallest age whose cumulative probability reaches q."""
-    cdf = age_logits.softmax(-1).cumsum(-1)
+def mean_age(probs: torch.Tensor) -> torch.Tensor:
+    """[N, AGE_BINS] probabilities -> [N] expected age in years."""
+    return (probs * age_values(probs.device)).sum(-1)
+
+
+def age_quantiles(probs: torch.Tensor, q: float) -> torch.Tensor:
+    """[N, AGE_BINS] probabilities -> [N] smallest age whose cumulative probability reaches q."""
+    cdf = probs.cumsum(-1)
     q_tensor = torch.full((cdf.shape[0], 1), q, dtype=cdf.dtype, device=cdf.device)
     return torch.searchsorted(cdf.contiguous(), q_tensor).squeeze(1).clamp(max=MAX_AGE).float()
 
 
-def age_interval(age_logits: torch.Tensor, mass: float = INTERVAL) -> tuple[torch.Tensor, torch.Tensor]:
+def age_interval(probs: torch.Tensor, mass: float = INTERVAL) -> tuple[torch.Tensor, torch.Tensor]:
     """Central `mass` interval (low, high) in years, e.g. 10th and 90th percentiles for mass=0.8."""
     tail = (1.0 - mass) / 2
-    return age_quantiles(age_logits, tail), age_quantiles(age_logits, 1.0 - tail)
+    return age_quantiles(probs, tail), age_quantiles(probs, 1.0 - tail)
+
+
+def identity_warp(device=None) -> torch.Tensor:
+    """The age warp that changes nothing: bin k stays at k years."""
+    return age_values(device)
+
+
+def warp_ages(probs: torch.Tensor, warp: torch.Tensor) -> torch.Tensor:
+    """Move the probability of each bin k to warp[k] years (a monotone map fitted on validation,
+    train/calibrate.py), shared linearly between the two whole years around it.
+
+    The mean moves exactly with the map and, the map being monotone, so do the quantiles (to within a year),
+    so the age, its interval and the distribution the app draws all stay one consistent distribution.
+    The identity warp returns probs unchanged.
+    """
+    warp = warp.to(probs.dtype).clamp(0, MAX_AGE)
+    low = warp.floor().long().clamp(max=MAX_AGE - 1)
+    frac = warp - low
+    moved = torch.zeros_like(probs)
+    moved.index_add_(1, low, probs * (1 - frac))
+    moved.index_add_(1, low + 1, probs * frac)
+    return moved
 
 
 def soft_age_targets(ages: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:

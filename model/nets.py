@@ -13,7 +13,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torchvision.models import vgg16
 
-from model.age import AGE_BINS, age_interval, expected_age
+from model.age import AGE_BINS, age_interval, identity_warp, mean_age, warp_ages
 
 
 
@@ -48,6 +48,10 @@ class TwoHeads(nn.Module):
         return torch.cat([self.gender(pooled), self.age(pooled)], dim=1)
 
 
+# Buffers fitted on validation after training (train/calibrate.py), not learned by gradient descent.
+CALIBRATION_BUFFERS = ("gender_temperature", "age_temperature", "age_warp")
+
+
 class AgeGenderNet(nn.Module):
     """What both architectures share: heads, calibrated prediction, the Grad-CAM layer."""
 
@@ -62,11 +66,15 @@ class AgeGenderNet(nn.Module):
         # The same for the age distribution (its logits are divided by it): fitted on validation so the 80%
         # interval shown covers about 80% of true ages.
         self.register_buffer("age_temperature", torch.ones(()))
+        # Where each age bin's probability goes (years): the correction of ages pulled to the middle, a
+        # monotone map fitted on validation (train/calibrate.py). The identity until one is fitted.
+        self.register_buffer("age_warp", identity_warp())
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Model files saved before the age temperature existed load with 1.0 (their behaviour then), as
-        # BatchNorm does for its num_batches_tracked.
+        # Model files saved before the age temperature or warp existed load with the identity (their behaviour
+        # then), as BatchNorm does for its num_batches_tracked.
         state_dict.setdefault(prefix + "age_temperature", torch.ones(()))
+        state_dict.setdefault(prefix + "age_warp", identity_warp())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -88,14 +96,14 @@ class AgeGenderNet(nn.Module):
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""
         gender_logit, age_logits = split_output(out.detach())
-        age_logits = age_logits / self.age_temperature
-        low, high = age_interval(age_logits)
+        probs = warp_ages((age_logits / self.age_temperature).softmax(-1), self.age_warp)
+        low, high = age_interval(probs)
         return {
             "p_female": torch.sigmoid(gender_logit / self.gender_temperature),
-            "age": expected_age(age_logits),
+            "age": mean_age(probs),
             "age_low": low,
             "age_high": high,
-            "age_probs": age_logits.softmax(-1),
+            "age_probs": probs,
         }
 
 

@@ -112,7 +112,7 @@ def test_expected_age_and_interval_of_a_known_distribution():
     logits = torch.full((1, AGE_BINS), -1e9)
     logits[0, 30] = logits[0, 40] = 0.0  # half the mass at 30, half at 40
     assert expected_age(logits).item() == pytest.approx(35.0)
-    low, high = age_interval(logits, 0.8)
+    low, high = age_interval(logits.softmax(-1), 0.8)
     assert (low.item(), high.item()) == (30.0, 40.0)
 
 
@@ -140,7 +140,7 @@ def test_age_temperature_fixes_an_overconfident_age_distribution_and_its_interva
     assert ranged == pytest.approx(2.0, rel=0.25)
 
     def coverage(logits):
-        lo, hi = age_interval(logits)
+        lo, hi = age_interval(logits.softmax(-1))
         return ((age >= lo) & (age <= hi)).float().mean().item()
 
     # whole-year interval bounds cover a little over 80% even with the true distribution

@@ -1,11 +1,14 @@
-"""Temperature scaling (Guo et al., 2017) of the gender logit and of the age distribution, fitted on the
-validation split."""
+"""Calibration fitted on the validation split after training: temperature scaling (Guo et al., 2017) of the
+gender logit and of the age distribution, and the age warp that undoes ages pulled to the middle."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.age import AGE_BINS, MAX_AGE, mean_age
 from train.losses import interval_nll
+from train.metrics import AgeLabels
 
 
 def minimise_over_temperature(nll) -> float:
@@ -45,3 +48,85 @@ def fit_age_temperature(age_logits: torch.Tensor, age: torch.Tensor, low: torch.
         return torch.cat(terms).mean()
 
     return minimise_over_temperature(nll)
+
+
+# ------------------------------------------------------------------------------------- ages pulled to the middle
+
+MIN_GROUP_FOR_WARP = 20  # a band of one source enters the fit only with this many faces
+# True ages where the fitted pull may bend. Chosen on the validation split of the scratch CNN, fitting on one
+# half and scoring the other (python -m train.fit_age_warp --knots ...): a line (0, 100) left FairFace 20-29 at
+# +3.7 y; these knots left every band within +-2.6 y.
+WARP_KNOTS = (0, 20, 50, MAX_AGE)
+
+
+def warp_inputs(records) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per face: the age the warp should reach (exact age or range middle; NaN for open-ended ranges such as
+    FairFace's "more than 70", whose middle is a convention, not an age), its age band and its source."""
+    labels = AgeLabels(*(np.array([getattr(r, name) for r in records]) for name in ("age", "age_low", "age_high")))
+    target = labels.target()
+    target[labels.ranged & (labels.high >= MAX_AGE)] = np.nan
+    return target, labels.bands(), [r.source for r in records]
+
+
+def fit_age_warp(probs: torch.Tensor, target: np.ndarray, bands: list[str], sources: list[str],
+                 knots=WARP_KNOTS) -> tuple[torch.Tensor, dict]:
+    """The age warp undoing a linear pull to the middle: mean predicted age = a + b * true age, fitted over the
+    age bands, inverted as age -> (age - a) / b.
+
+    Why: a model unsure of a face's age answers with a distribution leaning to the ages it saw most, so the
+    young come out too old and the old too young (regression to the mean, measured per band by train.evaluate).
+    The brain-age literature corrects the same shrinkage after training (Smith et al. 2019, Cole et al.
+    2018): fit how predictions depend on the true age on held-out data and invert it. A line, not a knot
+    per band: bands overlap in what the model predicts, and a per-band map fitted to their means bends
+    steeply between them (tried here: worse on held-out faces). Fitted on validation only; every band counts
+    once, and within a band every source with MIN_GROUP_FOR_WARP faces counts once (UTKFace's exact ages and
+    FairFace's ranges disagree on how old a band looks).
+
+    probs: [N, AGE_BINS] validation distributions after the age temperature; target: each face's true age (exact
+    age or range middle; NaN = not used, e.g. open-ended ranges); bands, sources: each face's age band and source.
+    Returns (warp [AGE_BINS]: bin k -> (k - a) / b years clamped to 0..MAX_AGE, {"bands", "true", "predicted",
+    "intercept", "slope"}).
+    """
+    target = np.asarray(target, dtype=float)
+    bands, sources = np.asarray(bands), np.asarray(sources)
+    predicted_age = mean_age(probs.detach().float()).numpy()
+    names, true, predicted = [], [], []
+    for band in dict.fromkeys(bands[np.isfinite(target)]):
+        masks = [(bands == band) & (sources == s) & np.isfinite(target) for s in np.unique(sources)]
+        masks = [m for m in masks if m.sum() >= MIN_GROUP_FOR_WARP]
+        if masks:
+            names.append(str(band))
+            true.append(np.mean([target[m].mean() for m in masks]))
+            predicted.append(np.mean([predicted_age[m].mean() for m in masks]))
+    if len(names) < 2:
+        raise ValueError("fitting an age warp needs validation faces in at least two age bands")
+    at_knots = piecewise_linear_fit(np.array(true), np.array(predicted), np.asarray(knots, dtype=float))
+    slopes = np.diff(at_knots) / np.diff(knots)
+    if slopes.min() <= 0.2:  # ages that barely follow the truth somewhere: inverting would multiply the noise
+        raise ValueError(f"predicted ages follow true ages with slope {slopes.min():.2f}: too flat to invert")
+    warp = inverse_piecewise_linear(np.arange(AGE_BINS, dtype=float), np.asarray(knots, dtype=float), at_knots)
+    order = np.argsort(true)
+    return torch.tensor(np.clip(warp, 0, MAX_AGE), dtype=torch.float32), {
+        "bands": [names[i] for i in order], "true": np.round(np.array(true)[order], 2).tolist(),
+        "predicted": np.round(np.array(predicted)[order], 2).tolist(), "knots": list(knots),
+        "predicted_at_knots": np.round(at_knots, 3).tolist()}
+
+
+def piecewise_linear_fit(x: np.ndarray, y: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Least-squares values at `knots` of the piecewise-linear function (linear beyond the ends) through (x, y)."""
+    basis = np.stack([np.interp(x, knots, np.eye(len(knots))[j]) for j in range(len(knots))], axis=1)
+    for outside, a, b in ((x < knots[0], 0, 1), (x > knots[-1], -2, -1)):  # extended linearly past the ends
+        t = (x[outside] - knots[a]) / (knots[b] - knots[a])
+        basis[outside] = 0
+        basis[outside, a], basis[outside, b] = 1 - t, t
+    return np.linalg.lstsq(basis, y, rcond=None)[0]
+
+
+def inverse_piecewise_linear(values: np.ndarray, knots: np.ndarray, at_knots: np.ndarray) -> np.ndarray:
+    """x such that f(x) = value, for the increasing piecewise-linear f through (knots, at_knots), extended
+    linearly past its ends."""
+    x = np.interp(values, at_knots, knots)
+    low, high = values < at_knots[0], values > at_knots[-1]
+    x[low] = knots[0] + (values[low] - at_knots[0]) * (knots[1] - knots[0]) / (at_knots[1] - at_knots[0])
+    x[high] = knots[-1] + (values[high] - at_knots[-1]) * (knots[-1] - knots[-2]) / (at_knots[-1] - at_knots[-2])
+    return x

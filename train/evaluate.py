@@ -110,10 +110,11 @@ def crop_images(records, image_size: int, crops: str) -> tuple[torch.Tensor, lis
 
 @torch.no_grad()
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
-                   flip_average: bool = False, precision: str | None = None) -> dict[str, np.ndarray]:
+                   flip_average: bool = False, precision: str | None = None,
+                   keep_probs: bool = False) -> dict[str, np.ndarray]:
     """flip_average: average each face's output logits with its mirror image's (two forward passes).
     precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "auto" = the app's
-    fast path (model/fast.py) at that precision."""
+    fast path (model/fast.py) at that precision. keep_probs: also return the age distributions."""
     forward = model if precision is None else FastModel(model, precision)
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
@@ -121,7 +122,7 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
         raw = (forward(batch) + forward(batch.flip(-1))) / 2 if flip_average else forward(batch)
         out = model.readouts(raw)
         out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
-        parts.append({k: v.numpy() for k, v in out.items() if k != "age_probs"})
+        parts.append({k: v.numpy() for k, v in out.items() if keep_probs or k != "age_probs"})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
 

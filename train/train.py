@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from model.nets import VGGNet, build_model, split_output
+from model.nets import CALIBRATION_BUFFERS, VGGNet, build_model, split_output
 from model.age import expected_age
 from model.preprocess import normalize
 from train import calibrate, distributed, plots
@@ -333,7 +333,7 @@ class Inputs:
 
 def warm_start(model, spec: str) -> None:
     """Start from another model's conv layers and heads (e.g. the shipped one, to fine-tune it on more data or
-    other crops in a fraction of a full run); its temperatures are not taken: calibration is fit again."""
+    other crops in a fraction of a full run); its calibration (temperatures, age warp) is not taken: it is fit again."""
     from model.hub import load_model
 
     source = load_model(spec)
@@ -344,9 +344,9 @@ def warm_start(model, spec: str) -> None:
         convs(model).load_state_dict(convs(source).state_dict())
         model.heads.load_state_dict(source.heads.state_dict())
     else:
-        state = {k: v for k, v in source.state_dict().items() if not k.endswith("_temperature")}
+        state = {k: v for k, v in source.state_dict().items() if k not in CALIBRATION_BUFFERS}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.endswith("_temperature") for k in missing):
+        if unexpected or any(k not in CALIBRATION_BUFFERS for k in missing):
             raise SystemExit(f"--init-from {spec}: its layers do not match ({(missing + unexpected)[:3]})")
     log.info("weights from %s", spec)
 
@@ -551,15 +551,30 @@ def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict
     age_temperature = calibrate.fit_age_temperature(age_logits, labels["age"], labels["age_low"], labels["age_high"])
     inputs.model.gender_temperature.fill_(temperature)
     inputs.model.age_temperature.fill_(age_temperature)
+    warp_knots = fit_warp(inputs.model, age_logits / age_temperature, sets["val"].records)
     save_model_dir(inputs.model, out / "model")
     best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
     atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
-                                             "age_temperature": age_temperature, "val_at_best": val,
+                                             "age_temperature": age_temperature, "age_warp": warp_knots,
+                                             "val_at_best": val,
                                              "epochs_run": len(history), "machine": machine(inputs.device),
                                              "train_minutes": sum(r["seconds"] for r in history) / 60})
     log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f, "
              "age temperature %.3f", best_row.get("epoch"), val["gender_acc"], val["age_mae"],
              val["age_range_acc"], temperature, age_temperature)
+
+
+def fit_warp(model, age_logits: torch.Tensor, records) -> dict | None:
+    """Fit the age warp (ages pulled to the middle, train/calibrate.py) on validation into the model; a
+    validation split too small for it (a smoke run) leaves the identity."""
+    target, bands, sources = calibrate.warp_inputs(records)
+    try:
+        warp, knots = calibrate.fit_age_warp(age_logits.float().softmax(-1).cpu(), target, bands, sources)
+    except ValueError as e:
+        log.info("no age warp: %s", e)
+        return None
+    model.age_warp.copy_(warp)
+    return knots
 
 
 def machine(device: torch.device) -> str:

@@ -1,0 +1,101 @@
+"""`python -m train.fit_age_warp`: correct a trained model's ages pulled to the middle, on validation only.
+
+    python -m train.fit_age_warp --run runs/scratch-app-p1 --model assets/models/scratch --out runs/scratch-warp/model
+
+Reads the validation rows of RUN/split.csv (as train.validate does), fits the monotone age warp of
+train/calibrate.py on them and writes the model with it to OUT (a model folder: evaluate it with
+`train.evaluate --model OUT`). New training runs fit the warp themselves (train.train.finish); this is for a
+model trained before, without training it again.
+
+Before fitting on all of validation it prints an honest check: the warp fitted on one half of the validation
+faces and scored on the other half, per source and age band, against no warp. No evaluation set is read.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.age import MAX_AGE, age_interval, identity_warp, mean_age, warp_ages
+from model.hub import load_model
+from train.aligned import alignment_matrices
+from train.calibrate import WARP_KNOTS, fit_age_warp, warp_inputs
+from train.checkpoint import save_model_dir
+from train.evaluate import CACHE_DIR, label_arrays, predict_images
+from train.images import load_images
+from train.metrics import FLOOR_BANDS, AgeLabels
+from train.validate import validation_records
+
+
+def band_errors(age: np.ndarray, target: np.ndarray, bands, sources, mask: np.ndarray) -> dict:
+    """{source: {band: mean signed error}} over the faces in mask, floor bands only."""
+    bands, sources = np.asarray(bands), np.asarray(sources)
+    out = {}
+    for source in sorted(set(sources[mask])):
+        rows = {}
+        for band in FLOOR_BANDS:
+            m = mask & (sources == source) & (bands == band) & np.isfinite(target)
+            if m.sum():
+                rows[band] = round(float((age[m] - target[m]).mean()), 2)
+        out[source] = rows
+    return out
+
+
+def half_of(records) -> np.ndarray:
+    """A fixed half of the faces (by a hash of the file name), for the held-out check."""
+    return np.array([hashlib.sha256(Path(r.path).name.encode()).digest()[0] % 2 == 0 for r in records])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.fit_age_warp", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="the run whose split.csv gives the val rows")
+    parser.add_argument("--model", required=True, help="the model to correct, e.g. assets/models/scratch")
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
+    parser.add_argument("--crops", choices=["app", "files"], help="default: as the run trained")
+    parser.add_argument("--knots", type=float, nargs="+", default=list(WARP_KNOTS),
+                        help="true ages where the fitted pull to the middle may bend (default: %(default)s, a line)")
+    args = parser.parse_args(argv)
+
+    model = load_model(args.model)
+    model.age_warp.copy_(identity_warp())  # fit from the model's own distributions, not a warp it may carry
+    records = validation_records(args.run)
+    crops = args.crops or json.loads((args.run / "data_report.json").read_text()).get("crops", "files")
+    matrices = alignment_matrices(records, CACHE_DIR) if crops == "app" else None
+    images, records = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
+    pred = predict_images(model, images, keep_probs=True)
+    probs = torch.from_numpy(pred["age_probs"])
+    target, bands, sources = warp_inputs(records)
+
+    half = half_of(records)
+    fit_on = lambda mask: fit_age_warp(probs[torch.from_numpy(mask)], target[mask],  # noqa: E731
+                                       list(np.asarray(bands)[mask]), list(np.asarray(sources)[mask]),
+                                       knots=args.knots)
+    warp_a, _ = fit_on(half)
+    held_out = {"no warp": band_errors(pred["age"], target, bands, sources, ~half),
+                "warp fitted on the other half": band_errors((probs @ warp_a).numpy(), target, bands, sources,
+                                                             ~half)}
+    exact = ~half & (label_arrays(records)["age"] >= 0)
+    for name, w in (("no warp", identity_warp()), ("warp fitted on the other half", warp_a)):
+        warped = warp_ages(probs[torch.from_numpy(exact)], w)
+        low, high = age_interval(warped)
+        age = label_arrays(records)["age"][exact]
+        print(f"held-out half, {name:30s} exact ages n={exact.sum()}: MAE {np.abs(mean_age(warped).numpy() - age).mean():.2f} y, "
+              f"80% interval covers {((age >= low.numpy()) & (age <= high.numpy())).mean():.1%}")
+    warp, knots = fit_on(np.ones(len(records), dtype=bool))
+    model.age_warp.copy_(warp)
+    save_model_dir(model, args.out)
+    for name, by_source in held_out.items():
+        for source, rows in by_source.items():
+            worst = max(rows, key=lambda b: abs(rows[b]))
+            cells = " ".join(f"{b} {e:+.1f}" for b, e in rows.items())
+            print(f"held-out half, {name:30s} {source:9s} worst {worst} {rows[worst]:+.1f} y | {cells}")
+    print(json.dumps({"knots": knots, "held_out": held_out, "warp": [round(float(w), 2) for w in warp]}))
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
