@@ -118,10 +118,12 @@ class Pipeline:
         self(blank, detect=False, cam_heads=HEADS)
 
     def __call__(self, image, *, detect: bool = True, cam_heads: tuple[str, ...] = (), min_score: float | None = None,
-                 detector: str | None = None, draw: bool = True) -> Result:
+                 detector: str | None = None, draw: bool = True, near: list | None = None) -> Result:
         """Anything `load_image` accepts -> Result. Raises BadImageError (a user message) for unusable input.
         draw=False skips drawing the annotated image (Result.annotated is None): for callers that only
-        need the numbers, or draw their own."""
+        need the numbers, or draw their own. near: boxes where faces were a moment ago (a video's tracks):
+        the faces are looked for there and in the whole image only (FaceFinder.find_near), not in the
+        small-face tiles."""
         unknown = set(cam_heads) - set(HEADS)
         if unknown:
             raise ValueError(f"unknown CAM head(s) {sorted(unknown)}; choose from {HEADS}")
@@ -130,9 +132,11 @@ class Pipeline:
             rgb = load_image(image)
         notes: list[str] = []
         with _timed(timings, "detect"):
-            if detect:
-                detections = self.find_faces(rgb, min_score if min_score is not None else self.min_score,
-                                             detector or self.detector, notes)
+            min_score = min_score if min_score is not None else self.min_score
+            if detect and near is not None:
+                detections = self.finder.find_near(rgb, near, min_score)
+            elif detect:
+                detections = self.find_faces(rgb, min_score, detector or self.detector, notes)
             else:
                 detections = [None]
                 notes.append("Face detection was off: the whole image was used as one face.")

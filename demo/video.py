@@ -32,7 +32,11 @@ from demo.tracker import SMOOTHED, FaceTracker
 from model.age import INTERVAL
 
 THUMB_SIDE = 112  # px, the thumbnail of a person's sharpest frame
-VIDEO_DETECTOR = "full"  # whole frame (+ 2x2 tiles above 700 px): one detector call for a 640x480 frame
+VIDEO_DETECTOR = "full"  # whole frame (+ 2x2 tiles above 700 px) and small-face tiles, as for a photo
+# The small-face tiles (~17 detector calls on a 640x480 frame) run once per FULL_SCAN_SECONDS of clip; on the
+# frames between, faces are looked for in the whole frame and around the tracked ones (1 + small faces calls).
+# A small face entering the frame is found within that time.
+FULL_SCAN_SECONDS = 1.0
 
 Progress = Callable[[int, int, str], None]  # (frames done, frames in all, stage)
 
@@ -151,8 +155,11 @@ def thumbnail(rgb: np.ndarray, box, margin: float = 0.25) -> np.ndarray:
 
 def analyze(pipeline, path, *, every: int = 1, output: str | None = None, progress: Progress | None = None,
             min_score: float | None = None, detector: str = VIDEO_DETECTOR, info: videoio.VideoInfo | None = None,
-            max_bytes: int = videoio.MAX_BYTES, max_seconds: float = videoio.MAX_SECONDS) -> VideoResult:
+            max_bytes: int = videoio.MAX_BYTES, max_seconds: float = videoio.MAX_SECONDS,
+            scan_seconds: float = FULL_SCAN_SECONDS) -> VideoResult:
     """Track and predict every face of the clip at `path`; with `output`, also write the annotated clip there.
+    scan_seconds: how often the finder scans the whole frame for small faces (its tiles); in between it looks
+    only around the tracked faces and in the whole frame at once (0 = a full scan on every analysed frame).
     Raises videoio.BadVideoError (a user message) for unusable input."""
     if every < 1:
         raise ValueError("every must be >= 1")
@@ -164,14 +171,18 @@ def analyze(pipeline, path, *, every: int = 1, output: str | None = None, progre
     notes: set[str] = set()
     timings = {"decode": 0.0, "faces": 0.0, "draw": 0.0, "encode": 0.0}
     analysed = decoded = 0
+    last_scan = -np.inf
     clock = time.perf_counter()
     for index, (t, rgb) in enumerate(videoio.frames(path, info.rotation)):
         timings["decode"] += time.perf_counter() - clock
         decoded += 1
         if index % every == 0:
             start = time.perf_counter()
+            full_scan = t - last_scan >= scan_seconds or detector not in ("full", "auto")
+            near = None if full_scan else [track.box for track in tracker.tracks]
+            last_scan = t if full_scan else last_scan
             try:
-                result = pipeline(rgb, min_score=min_score, detector=detector, draw=False)
+                result = pipeline(rgb, min_score=min_score, detector=detector, draw=False, near=near)
             except BadImageError as error:  # e.g. frames of a few pixels
                 raise videoio.BadVideoError(f"The video's frames cannot be used: {error}.") from None
             notes.update(result.notes)

@@ -117,7 +117,7 @@ class FaceDetectors:
         for i in range(grid):
             for j in range(grid):
                 y, x = i * (height - th) // (grid - 1), j * (width - tw) // (grid - 1)
-                found.append([_shifted(d, x, y)
+                found.append([shifted(d, x, y)
                               for d in self.detect(rgb[y:y + th, x:x + tw], model, min_score, max_side)])
         return merge(*found)
 
@@ -131,7 +131,7 @@ class FaceDetectors:
         and the whole-image passes find real big ones. Tiles are cut from the image downscaled to
         `max_side`, which bounds the cost (42 tiles for 1280x960, 12 for 640x480)."""
         small, scale = downscaled(rgb, max_side)
-        found = [[_shifted(d, x, y) for d in self.detect(small[y:y + h, x:x + w], model, min_score, max_side)
+        found = [[shifted(d, x, y) for d in self.detect(small[y:y + h, x:x + w], model, min_score, max_side)
                   if d.box[2] <= overlap * tile]
                  for x, y, w, h in tile_grid(small.shape[:2], tile, overlap)]
         return [_scaled(d, 1 / scale) for d in merge(*found)]
@@ -178,7 +178,7 @@ def tile_grid(shape: tuple[int, int], side: int, overlap: float) -> list[tuple[i
     return [(x, y, min(side, width), min(side, height)) for y in starts(height) for x in starts(width)]
 
 
-def _shifted(d: Detection, x: float, y: float) -> Detection:
+def shifted(d: Detection, x: float, y: float) -> Detection:
     """A detection made in a tile at (x, y), in the coordinates of the image the tile was cut from."""
     return Detection((d.box[0] + x, d.box[1] + y, d.box[2], d.box[3]), d.score, d.keypoints + np.float32([x, y]))
 

@@ -66,3 +66,30 @@ def test_a_runs_paths_become_relative_to_each_source(tmp_path):
     assert (run / "split.csv").read_text().splitlines()[1].startswith("UTKFace-1a2b/UTKFace/30_0_0_a")
     assert [(r.source, r.path) for r in portable_split(run)] == [("utkface", "30_0_0_a.jpg.chip.jpg"),
                                                                 ("fairface", "train/1.jpg")]
+
+
+def test_new_weights_for_a_bundled_model_keep_its_training_files(tmp_path):
+    """--model/--eval: a recalibrated model (here a warp of +5 y) replaces the weights and the evaluation,
+    and the training files already there stay."""
+    import torch
+
+    from model.age import AGE_BINS, identity_warp
+    from model.hub import load_model
+    from model.nets import ScratchNet
+    from train.bundle import EVAL_FILES, main
+
+    model = ScratchNet(image_size=32, widths=(4, 8), hidden=8)
+    model.age_warp.copy_((identity_warp() + 5).clamp(max=AGE_BINS - 1))
+    model.save_pretrained(tmp_path / "model")
+    (tmp_path / "eval").mkdir()
+    for name in EVAL_FILES:
+        (tmp_path / "eval" / name).write_text(f"new {name}")
+    dest = tmp_path / "bundled"
+    dest.mkdir()
+    (dest / "train_config.json").write_text('{"epochs": 2}')
+    with pytest.raises(SystemExit):
+        main(["--model", str(tmp_path / "model"), "--to", str(dest)])  # no --eval
+    main(["--model", str(tmp_path / "model"), "--eval", str(tmp_path / "eval"), "--to", str(dest)])
+    assert torch.equal(load_model(str(dest)).age_warp, model.age_warp)
+    assert (dest / "eval" / "report.md").read_text() == "new report.md"
+    assert (dest / "train_config.json").read_text() == '{"epochs": 2}'

@@ -154,3 +154,37 @@ def test_merge_keeps_the_best_of_overlapping_boxes():
     a, b, c = Detection((0, 0, 100, 100), 0.9, kp), Detection((5, 5, 100, 100), 0.8, kp), Detection((20, 20, 40, 40), 0.7, kp)
     far = Detection((300, 0, 50, 50), 0.6, kp)
     assert merge([a, far], [b, c]) == [a, far]  # b overlaps a; c lies inside a (a face cut by a tile edge)
+
+
+def small_faces_frame() -> np.ndarray:
+    """A 640x480 frame holding three_portraits.jpg at 640 px wide: three faces of 30-70 px."""
+    from PIL import Image
+
+    from demo.video_bench import EXAMPLE
+    photo = Image.open(EXAMPLE).convert("RGB")
+    photo = np.asarray(photo.resize((640, round(photo.height * 640 / photo.width))))
+    canvas = np.full((480, 640, 3), 110, np.uint8)
+    canvas[120:120 + photo.shape[0]] = photo
+    return canvas
+
+
+def test_find_near_tracked_boxes_finds_the_same_faces_with_a_few_detector_calls(monkeypatch):
+    """A video's frames between full scans: the whole frame plus one square around each small tracked face
+    must find what the small-face tiles found, in 1 + (small faces) detector calls instead of ~17."""
+    from model.faces import FaceFinder
+
+    finder, rgb, calls = FaceFinder(), small_faces_frame(), []
+    detect = finder.detectors.detect
+    monkeypatch.setattr(finder.detectors, "detect", lambda image, *a, **k: calls.append(image.shape) or detect(image, *a, **k))
+    full = finder.find(rgb, 0.5, "full", [])
+    full_calls, calls[:] = len(calls), []
+    assert len(full) == 3 and full_calls >= 10
+    small = [d for d in full if d.box[2] < 120]
+    assert small, "the frame must hold faces the whole-image pass alone may miss"
+    near = finder.find_near(rgb, [d.box for d in full], 0.5)
+    assert len(calls) == 1 + len(small)
+    assert len(near) == len(full)
+    for d in full:
+        assert max(iou(d.box, n.box) for n in near) > 0.7
+    calls[:] = []
+    assert finder.find_near(np.full((480, 640, 3), 128, np.uint8), [], 0.5) == [] and len(calls) == 1

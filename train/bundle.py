@@ -1,5 +1,9 @@
 """`python -m train.bundle --run RUN --to assets/models/NAME [--half]`: ship a trained run with the app.
 
+`python -m train.bundle --model DIR --eval DIR --to assets/models/NAME [--half]`: ship new weights of a model
+already bundled there, with their evaluation, keeping its training files (a model recalibrated after
+training, e.g. by train.fit_age_warp).
+
 Writes the weights as bundled weights (config.json, model.safetensors, sha256; float16 with --half, which
 the loader casts back to float32), the evaluation report and plots (RUN/eval -> NAME/eval, read by the
 app's About tab), the learning curves and training options, and the split once for all bundled models
@@ -30,19 +34,26 @@ def bundle_run(run: Path, dest: Path, half: bool = False) -> Path:
         raise SystemExit(f"{run} has no evaluation ({', '.join(missing)}): run python -m train.evaluate --run {run}")
     shared_split = dest.parent / "split.csv"
     merged = merged_split(shared_split, portable_split(run))
-    write_bundle(load_model(str(run / "model")), dest, half=half)
-    (dest / "eval").mkdir(exist_ok=True)
-    for name in EVAL_FILES:
-        shutil.copy(run / "eval" / name, dest / "eval" / name)
-    if (run / "eval" / "fairface").is_dir():  # the second evaluation source's report, linked from report.md
-        shutil.copytree(run / "eval" / "fairface", dest / "eval" / "fairface", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("predictions.csv"))  # as for UTKFace: figures, not rows
+    ship_weights_and_eval(run / "model", run / "eval", dest, half)
     for name in RUN_FILES:
         shutil.copy(run / name, dest / name)
     if (run / "metrics.json").exists():  # how it trained (epochs, minutes, machine): the card and the About tab
         shutil.copy(run / "metrics.json", dest / "train_metrics.json")
     write_split_csv(merged, shared_split)
     return dest
+
+
+def ship_weights_and_eval(model_dir: Path, eval_dir: Path, dest: Path, half: bool = False) -> None:
+    missing = [name for name in EVAL_FILES if not (eval_dir / name).exists()]
+    if missing:
+        raise SystemExit(f"{eval_dir} lacks {', '.join(missing)}: run python -m train.evaluate first")
+    write_bundle(load_model(str(model_dir)), dest, half=half)
+    (dest / "eval").mkdir(parents=True, exist_ok=True)
+    for name in EVAL_FILES:
+        shutil.copy(eval_dir / name, dest / "eval" / name)
+    if (eval_dir / "fairface").is_dir():  # the second evaluation source's report, linked from report.md
+        shutil.copytree(eval_dir / "fairface", dest / "eval" / "fairface", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("predictions.csv"))  # as for UTKFace: figures, not rows
 
 
 def portable_split(run: Path) -> list:
@@ -80,11 +91,20 @@ def merged_split(shared: Path, run_rows: list) -> list:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.bundle", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, type=Path)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", type=Path, help="a training run: its model, evaluation, split and training files")
+    what.add_argument("--model", type=Path, help="new weights for a model already bundled at --to (needs --eval)")
+    parser.add_argument("--eval", type=Path, help="with --model: its evaluation folder (train.evaluate --out)")
     parser.add_argument("--to", required=True, type=Path, help="e.g. assets/models/scratch")
     parser.add_argument("--half", action="store_true", help="store the weights in float16")
     args = parser.parse_args(argv)
-    print(f"bundled {args.run} -> {bundle_run(args.run, args.to, args.half)}")
+    if args.run:
+        print(f"bundled {args.run} -> {bundle_run(args.run, args.to, args.half)}")
+        return
+    if not args.eval or not (args.to / "train_config.json").exists():
+        parser.error("--model needs --eval and a model already bundled at --to")
+    ship_weights_and_eval(args.model, args.eval, args.to, args.half)
+    print(f"bundled {args.model} with {args.eval} -> {args.to}")
 
 
 if __name__ == "__main__":
