@@ -50,8 +50,9 @@ def test_real_photos_end_to_end(shipped, shared_dir):
 
 
 def test_shipped_weights_match_their_reported_quality(shipped, test_sample):
-    """On 200 test faces the shipped weights (float16 for VGG16) must be about as good as their report
-    (92.0% / 5.78 y for the scratch CNN on the app's crops of all 3,458, 93.75% / 4.99 y for VGG16 on the chips)."""
+    """On 200 test faces the shipped weights (float16 for VGG16) must score about what their report says for all
+    3,458 (eval/metrics.json: the scratch CNN on the app's crops, VGG16 on the chips), within what 200 faces
+    can tell: 4 points of gender accuracy, 1 year of age MAE."""
     from train.evaluate import crop_images, predict_images
     from train.metrics import age_mae, gender_accuracy
     # the crops its shipped evaluation scored: as the app cuts them, or (models from before) as stored
@@ -61,8 +62,24 @@ def test_shipped_weights_match_their_reported_quality(shipped, test_sample):
     gender = np.array([r.gender for r in kept])
     age = np.array([r.age for r in kept])
     assert len(kept) == 200
-    assert gender_accuracy(pred["p_female"], gender) >= 0.90
-    assert age_mae(pred["age"], age) <= 6.0
+    print(f"{shipped.arch}: 200 faces {gender_accuracy(pred['p_female'], gender):.3f} / {age_mae(pred['age'], age):.2f} y, "
+          f"report {metrics['gender']['accuracy']:.3f} / {metrics['age']['mae']:.2f} y")
+    assert gender_accuracy(pred["p_female"], gender) >= metrics["gender"]["accuracy"] - 0.04
+    assert abs(age_mae(pred["age"], age) - metrics["age"]["mae"]) <= 1.0
+
+
+def test_shipped_ages_are_not_pulled_to_the_middle(shipped, test_sample):
+    """The age warp fitted on validation (train/calibrate.py) undoes the pull to the middle: over the 200 test
+    faces aged 3-80, predicted age against true age has a slope near 1 (the scratch CNN without its warp: 0.82,
+    the young read older and the old younger; with it 0.96)."""
+    from train.evaluate import crop_images, predict_images
+    metrics = json.loads((MODELS / shipped.arch / "eval" / "metrics.json").read_text())
+    images, kept = crop_images(test_sample, shipped.image_size, metrics.get("crops", "files"))
+    age = np.array([r.age for r in kept])
+    predicted = predict_images(shipped, images)["age"]
+    mask = (age >= 3) & (age <= 80)
+    slope, _ = np.polyfit(age[mask], predicted[mask], 1)
+    assert 0.9 <= slope <= 1.1, f"{shipped.arch}: slope {slope:.2f}"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
