@@ -8,9 +8,13 @@ the frame (three faces, entering and leaving). Prints, per model and --every, th
 second, the ratio of play time to processing time (>= 1: at least as fast as it plays), the seconds per
 stage, and how much each person's answer moves against detecting on every frame.
 
-Measured 2026-12-03 on a 2-core AMD EPYC Zen 1 (AVX2, fp32), idle: scratch CNN 5.1 frames/s detecting on
-every frame, 14.1 on every 3rd; VGG16 1.6 and 4.6 (docs/benchmarks.md has the table). Not real time: the
-"full" finder scans this clip's small faces (53-142 px) in small-face tiles, ~17 detector calls a frame.
+Measured 2026-12-03 on a 2-core AMD EPYC Zen 1 (AVX2, fp32), idle, 2 threads. With a full scan for small
+faces on every analysed frame (--scan-seconds 0; ~17 detector calls a frame): scratch CNN 5.7 frames/s on every
+frame, 13.5 on every 3rd, and 9 people for the clip's 3 (tracks broken where a scan missed a face). With the
+app's scan once a second and only the whole frame and the tracked faces' surroundings in between
+(--scan-seconds 1): 13.4 / 27.3 frames/s on every frame / every 3rd, 36.8 on every 5th (the app's rate at 30
+frames/s: 1.23x real time), 3 people; VGG16 2.6 / 12.5 on every frame / every 5th (0.42x real time).
+docs/benchmarks.md has the table.
 """
 from __future__ import annotations
 
