@@ -49,37 +49,39 @@ def test_real_photos_end_to_end(shipped, shared_dir):
         assert woman.p_female > 0.6 and admiral.p_female > 0.6
 
 
-def test_shipped_weights_match_their_reported_quality(shipped, test_sample):
+@pytest.fixture(scope="module")
+def on_test_sample(shipped, test_sample):
+    """The shipped model's report and its predictions on the 200 test faces, on the crops its shipped evaluation
+    scored: as the app cuts them, or (models from before) as stored."""
+    from train.evaluate import crop_images, predict_images
+    metrics = json.loads((MODELS / shipped.arch / "eval" / "metrics.json").read_text())
+    images, kept = crop_images(test_sample, shipped.image_size, metrics.get("crops", "files"))
+    truth = {"gender": np.array([r.gender for r in kept]), "age": np.array([r.age for r in kept])}
+    return shipped.arch, metrics, predict_images(shipped, images), truth
+
+
+def test_shipped_weights_match_their_reported_quality(on_test_sample):
     """On 200 test faces the shipped weights (float16 for VGG16) must score about what their report says for all
     3,458 (eval/metrics.json: the scratch CNN on the app's crops, VGG16 on the chips), within what 200 faces
     can tell: 4 points of gender accuracy, 1 year of age MAE."""
-    from train.evaluate import crop_images, predict_images
     from train.metrics import age_mae, gender_accuracy
-    # the crops its shipped evaluation scored: as the app cuts them, or (models from before) as stored
-    metrics = json.loads((MODELS / shipped.arch / "eval" / "metrics.json").read_text())
-    images, kept = crop_images(test_sample, shipped.image_size, metrics.get("crops", "files"))
-    pred = predict_images(shipped, images)
-    gender = np.array([r.gender for r in kept])
-    age = np.array([r.age for r in kept])
-    assert len(kept) == 200
-    print(f"{shipped.arch}: 200 faces {gender_accuracy(pred['p_female'], gender):.3f} / {age_mae(pred['age'], age):.2f} y, "
-          f"report {metrics['gender']['accuracy']:.3f} / {metrics['age']['mae']:.2f} y")
-    assert gender_accuracy(pred["p_female"], gender) >= metrics["gender"]["accuracy"] - 0.04
-    assert abs(age_mae(pred["age"], age) - metrics["age"]["mae"]) <= 1.0
+    arch, metrics, pred, truth = on_test_sample
+    assert len(truth["age"]) == 200
+    accuracy, mae = gender_accuracy(pred["p_female"], truth["gender"]), age_mae(pred["age"], truth["age"])
+    print(f"{arch}: 200 faces {accuracy:.3f} / {mae:.2f} y, report {metrics['gender']['accuracy']:.3f} / "
+          f"{metrics['age']['mae']:.2f} y")
+    assert accuracy >= metrics["gender"]["accuracy"] - 0.04
+    assert abs(mae - metrics["age"]["mae"]) <= 1.0
 
 
-def test_shipped_ages_are_not_pulled_to_the_middle(shipped, test_sample):
+def test_shipped_ages_are_not_pulled_to_the_middle(on_test_sample):
     """The age warp fitted on validation (train/calibrate.py) undoes the pull to the middle: over the 200 test
     faces aged 3-80, predicted age against true age has a slope near 1 (the scratch CNN without its warp: 0.82,
     the young read older and the old younger; with it 0.96)."""
-    from train.evaluate import crop_images, predict_images
-    metrics = json.loads((MODELS / shipped.arch / "eval" / "metrics.json").read_text())
-    images, kept = crop_images(test_sample, shipped.image_size, metrics.get("crops", "files"))
-    age = np.array([r.age for r in kept])
-    predicted = predict_images(shipped, images)["age"]
-    mask = (age >= 3) & (age <= 80)
-    slope, _ = np.polyfit(age[mask], predicted[mask], 1)
-    assert 0.9 <= slope <= 1.1, f"{shipped.arch}: slope {slope:.2f}"
+    arch, _, pred, truth = on_test_sample
+    mask = (truth["age"] >= 3) & (truth["age"] <= 80)
+    slope, _ = np.polyfit(truth["age"][mask], pred["age"][mask], 1)
+    assert 0.9 <= slope <= 1.1, f"{arch}: slope {slope:.2f}"
 
 
 @pytest.mark.parametrize("arch", ARCHS)
