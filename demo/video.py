@@ -7,11 +7,12 @@ screen; boxes on frames between two analysed ones are interpolated. Decoding twi
 frame; keeping the frames instead would cost memory in proportion to the clip.
 
 How a person's readouts are combined (`Person`): the per-frame age distributions (101 bins) are averaged and
-the age and its 80% interval are read from the average; the gender probabilities are averaged. Why, not yet
-measured on labelled clips: the averaged distribution is the mixture of the frames' answers, so its interval
-also covers how much they disagree (averaging logits would multiply the frames' distributions and narrow the
-interval as if every frame were independent evidence, which frames of one face a few ms apart are not), and
-the mean of probabilities keeps their calibration (a logit mean is pulled by single confident frames).
+the age and its 80% interval are read from the average; the gender probabilities are averaged. Measured with
+`python -m train.measure_video_combine` (1,000 UTKFace validation faces as the app crops them, each made into
+8 frames with small shifts, turns, light changes, blur and JPEG; scratch CNN): averaging probabilities gave
+92.7% gender, log loss 0.192, age MAE 5.84 y, interval coverage 90.5%; averaging logits 92.6%, 0.192, 5.88 y,
+88.9%; one frame alone 91.5%, 0.203, 6.19 y, 86.4%. Combining frames helps; the two rules are within noise of
+each other, so the app keeps the probabilities, whose average also shows where the frames disagree.
 tests/test_video.py checks that the answer is the mean of the frames and that detecting every third frame
 moves it by < 0.05 in P(female) and < 2 y; `python -m demo.video_bench` reports both on a longer clip.
 """

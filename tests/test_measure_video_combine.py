@@ -1,0 +1,47 @@
+"""train.measure_video_combine's rules for one answer from a person's frames, on outputs worked by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.age import AGE_BINS
+from model.nets import ScratchNet
+from train.measure_video_combine import combine, scores
+
+
+def frames_output(gender_logits, age_peaks) -> torch.Tensor:
+    """[1, frames, 1 + AGE_BINS] raw outputs: each frame's gender logit and an age distribution peaked at an age."""
+    rows = []
+    for logit, peak in zip(gender_logits, age_peaks):
+        age = torch.full((AGE_BINS,), -30.0)
+        age[peak] = 0.0
+        rows.append(torch.cat([torch.tensor([float(logit)]), age]))
+    return torch.stack(rows).unsqueeze(0)
+
+
+def test_rules_agree_on_identical_frames_and_differ_as_worked_out_on_disagreeing_ones():
+    model = ScratchNet(image_size=32, widths=(4, 8), hidden=8).eval()  # temperatures 1, identity warp
+    same = frames_output([1.0] * 4, [30] * 4)
+    answers = [combine(model, same, rule) for rule in ("probabilities", "logits", "one frame")]
+    for a in answers[1:]:
+        for key in ("p_female", "age", "age_low", "age_high"):
+            assert a[key] == pytest.approx(answers[0][key], abs=1e-4)
+
+    split = frames_output([3.0, -1.0], [20, 40])  # two frames that disagree
+    by_probs, by_logits = combine(model, split, "probabilities"), combine(model, split, "logits")
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    assert by_probs["p_female"][0] == pytest.approx((sigmoid(3.0) + sigmoid(-1.0)) / 2, abs=1e-5)
+    assert by_logits["p_female"][0] == pytest.approx(sigmoid(1.0), abs=1e-5)
+    # the mixture keeps both frames' ages: half the mass at 20 and half at 40
+    assert by_probs["age"][0] == pytest.approx(30.0, abs=1e-3)
+    assert (by_probs["age_low"][0], by_probs["age_high"][0]) == (20.0, 40.0)
+
+
+def test_scores_on_a_worked_example():
+    pred = {"p_female": np.array([0.9, 0.2]), "age": np.array([30.0, 50.0]), "age_low": np.array([25.0, 40.0]),
+            "age_high": np.array([35.0, 45.0])}
+    s = scores(pred, np.array([1, 1]), np.array([32, 50]))
+    assert s["gender accuracy"] == 0.5
+    assert s["log loss"] == pytest.approx(-(np.log(0.9) + np.log(0.2)) / 2)
+    assert s["age MAE"] == 1.0 and s["80% coverage"] == 0.5 and s["interval width"] == 7.5
