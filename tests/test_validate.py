@@ -14,7 +14,7 @@ from train.validate import main, validate
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("validate")
-    utk, fairface = make_utkface_folder(tmp / "utk", n=240), make_fairface_folder(tmp / "ff", n=200, n_val=30)
+    utk, fairface = make_utkface_folder(tmp / "utk", n=120), make_fairface_folder(tmp / "ff", n=100, n_val=20)
     return train(parse_args(["--data", str(utk), str(fairface), "--out", str(tmp / "run"), "--image-size", "32",
                              "--epochs", "2", "--batch-size", "32", "--lr", "3e-3", "--cache-dir", str(tmp / "cache"),
                              "--device", "cpu"]))
