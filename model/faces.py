@@ -91,7 +91,8 @@ class FaceFinder:
             region = rgb[y0:int(y0 + side), x0:int(x0 + side)]
             if min(region.shape[:2]) < 8:
                 continue
-            found.append([shifted(d, x0, y0) for d in self.detectors.detect(region, "full", small_score, self.max_side)])
+            near = self.detectors.detect(region, "full", small_score, self.max_side)
+            found.append([shifted(d, x0, y0) for d in near])
         kept = merge(*found)
         if len(kept) > self.max_faces:
             kept = sorted(kept, key=lambda d: -d.score)[:self.max_faces]

@@ -70,22 +70,24 @@ def warp_inputs(records) -> tuple[np.ndarray, list[str], list[str]]:
 
 def fit_age_warp(probs: torch.Tensor, target: np.ndarray, bands: list[str], sources: list[str],
                  knots=WARP_KNOTS) -> tuple[torch.Tensor, dict]:
-    """The age warp undoing a linear pull to the middle: mean predicted age = a + b * true age, fitted over the
-    age bands, inverted as age -> (age - a) / b.
+    """The age warp undoing the pull to the middle: the mean predicted age of each age band is fitted as a
+    piecewise-linear function f of the band's mean true age (knots at `knots` years, linear past the ends),
+    and the warp is its inverse, predicted age k -> f^-1(k).
 
     Why: a model unsure of a face's age answers with a distribution leaning to the ages it saw most, so the
     young come out too old and the old too young (regression to the mean, measured per band by train.evaluate).
     The brain-age literature corrects the same shrinkage after training (Smith et al. 2019, Cole et al.
-    2018): fit how predictions depend on the true age on held-out data and invert it. A line, not a knot
-    per band: bands overlap in what the model predicts, and a per-band map fitted to their means bends
-    steeply between them (tried here: worse on held-out faces). Fitted on validation only; every band counts
-    once, and within a band every source with MIN_GROUP_FOR_WARP faces counts once (UTKFace's exact ages and
+    2018): fit how predictions depend on the true age on held-out data and invert it. A few knots, not one
+    per band: bands overlap in what the model predicts, and a map through every band's mean bends steeply
+    between them (tried here: worse on held-out faces). Fitted on validation only; every band counts once,
+    and within a band every source with MIN_GROUP_FOR_WARP faces counts once (UTKFace's exact ages and
     FairFace's ranges disagree on how old a band looks).
 
     probs: [N, AGE_BINS] validation distributions after the age temperature; target: each face's true age (exact
     age or range middle; NaN = not used, e.g. open-ended ranges); bands, sources: each face's age band and source.
-    Returns (warp [AGE_BINS]: bin k -> (k - a) / b years clamped to 0..MAX_AGE, {"bands", "true", "predicted",
-    "intercept", "slope"}).
+    Returns (warp [AGE_BINS], years, clamped to 0..MAX_AGE; {"bands", "true", "predicted": the band means fitted,
+    "knots", "predicted_at_knots": f at the knots}). ValueError when fewer than two bands have enough faces or
+    f is nearly flat somewhere (inverting it would multiply the model's noise).
     """
     target = np.asarray(target, dtype=float)
     bands, sources = np.asarray(bands), np.asarray(sources)

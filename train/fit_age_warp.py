@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
     parser.add_argument("--crops", choices=["app", "files"], help="default: as the run trained")
     parser.add_argument("--knots", type=float, nargs="+", default=list(WARP_KNOTS),
-                        help="true ages where the fitted pull to the middle may bend (default: %(default)s, a line)")
+                        help="true ages where the fitted pull to the middle may bend (default: %(default)s)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
@@ -70,29 +70,31 @@ def main(argv=None) -> None:
     probs = torch.from_numpy(pred["age_probs"])
     target, bands, sources = warp_inputs(records)
 
+    bands, sources = np.asarray(bands), np.asarray(sources)
+
+    def fit_on(mask: np.ndarray):
+        return fit_age_warp(probs[torch.from_numpy(mask)], target[mask], list(bands[mask]), list(sources[mask]),
+                            knots=args.knots)
+
     half = half_of(records)
-    fit_on = lambda mask: fit_age_warp(probs[torch.from_numpy(mask)], target[mask],  # noqa: E731
-                                       list(np.asarray(bands)[mask]), list(np.asarray(sources)[mask]),
-                                       knots=args.knots)
     warp_a, _ = fit_on(half)
-    held_out = {"no warp": band_errors(pred["age"], target, bands, sources, ~half),
-                "warp fitted on the other half": band_errors((probs @ warp_a).numpy(), target, bands, sources,
-                                                             ~half)}
-    exact = ~half & (label_arrays(records)["age"] >= 0)
-    for name, w in (("no warp", identity_warp()), ("warp fitted on the other half", warp_a)):
-        warped = warp_ages(probs[torch.from_numpy(exact)], w)
-        low, high = age_interval(warped)
-        age = label_arrays(records)["age"][exact]
-        print(f"held-out half, {name:30s} exact ages n={exact.sum()}: MAE {np.abs(mean_age(warped).numpy() - age).mean():.2f} y, "
-              f"80% interval covers {((age >= low.numpy()) & (age <= high.numpy())).mean():.1%}")
-    warp, knots = fit_on(np.ones(len(records), dtype=bool))
-    model.age_warp.copy_(warp)
-    save_model_dir(model, args.out)
-    for name, by_source in held_out.items():
-        for source, rows in by_source.items():
+    age = label_arrays(records)["age"]
+    exact = ~half & (age >= 0)
+    held_out = {}
+    for name, warp in (("no warp", identity_warp()), ("warp fitted on the other half", warp_a)):
+        warped = warp_ages(probs, warp)
+        held_out[name] = band_errors(mean_age(warped).numpy(), target, bands, sources, ~half)
+        low, high = (v.numpy()[exact] for v in age_interval(warped))
+        mae = np.abs(mean_age(warped).numpy()[exact] - age[exact]).mean()
+        covered = ((age[exact] >= low) & (age[exact] <= high)).mean()
+        print(f"held-out half, {name:30s} exact ages n={exact.sum()}: MAE {mae:.2f} y, 80% interval covers {covered:.1%}")
+        for source, rows in held_out[name].items():
             worst = max(rows, key=lambda b: abs(rows[b]))
             cells = " ".join(f"{b} {e:+.1f}" for b, e in rows.items())
             print(f"held-out half, {name:30s} {source:9s} worst {worst} {rows[worst]:+.1f} y | {cells}")
+    warp, knots = fit_on(np.ones(len(records), dtype=bool))
+    model.age_warp.copy_(warp)
+    save_model_dir(model, args.out)
     print(json.dumps({"knots": knots, "held_out": held_out, "warp": [round(float(w), 2) for w in warp]}))
     print(f"written: {args.out}")
 
