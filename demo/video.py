@@ -26,11 +26,12 @@ from typing import Callable
 
 import cv2
 import numpy as np
+import torch
 
 from demo import render, videoio
 from model.imageio import BadImageError
 from demo.tracker import SMOOTHED, FaceTracker
-from model.age import INTERVAL
+from model.age import AGE_BINS, age_interval, mean_age
 
 THUMB_SIDE = 112  # px, the thumbnail of a person's sharpest frame
 VIDEO_DETECTOR = "full"  # whole frame (+ 2x2 tiles above 700 px) and small-face tiles, as for a photo
@@ -70,7 +71,7 @@ class Person:
     last_s: float = 0.0
     frames: int = 0
     p_female_sum: float = 0.0
-    age_probs_sum: np.ndarray = field(default_factory=lambda: np.zeros(101), repr=False)
+    age_probs_sum: np.ndarray = field(default_factory=lambda: np.zeros(AGE_BINS), repr=False)
     sharpness: float = -1.0
     crop: np.ndarray | None = field(default=None, repr=False)   # the sharpest aligned chip (for Grad-CAM)
     thumb: np.ndarray | None = field(default=None, repr=False)  # the sharpest frame's face, THUMB_SIDE px
@@ -95,11 +96,12 @@ class Person:
 
     @property
     def age(self) -> float:
-        return float((self.age_probs * np.arange(len(self.age_probs))).sum())
+        return float(mean_age(torch.from_numpy(self.age_probs)))
 
     @property
     def age_interval(self) -> tuple[float, float]:
-        return distribution_interval(self.age_probs)
+        low, high = age_interval(torch.from_numpy(self.age_probs)[None])
+        return float(low), float(high)
 
     @property
     def gender_confidence(self) -> str:
@@ -127,14 +129,6 @@ class VideoResult:
     notes: list[str]
     timings_s: dict[str, float]
     annotated: str | None = None  # path of the annotated clip, when one was asked for
-
-
-def distribution_interval(probs: np.ndarray, mass: float = INTERVAL) -> tuple[float, float]:
-    """Central `mass` interval of a distribution over whole years, as model.age.age_interval reads it."""
-    cdf = np.cumsum(probs)
-    tail = (1 - mass) / 2
-    top = len(probs) - 1
-    return (float(min(top, np.searchsorted(cdf, tail))), float(min(top, np.searchsorted(cdf, 1 - tail))))
 
 
 def sharpness(crop: np.ndarray) -> float:

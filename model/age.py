@@ -16,14 +16,14 @@ def age_values(device=None) -> torch.Tensor:
     return torch.arange(AGE_BINS, dtype=torch.float32, device=device)
 
 
-def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
-    """[N, AGE_BINS] logits -> [N] expected age in years (differentiable)."""
-    return (age_logits.softmax(-1) * age_values(age_logits.device)).sum(-1)
-
-
 def mean_age(probs: torch.Tensor) -> torch.Tensor:
     """[N, AGE_BINS] probabilities -> [N] expected age in years."""
     return (probs * age_values(probs.device)).sum(-1)
+
+
+def expected_age(age_logits: torch.Tensor) -> torch.Tensor:
+    """[N, AGE_BINS] logits -> [N] expected age in years (differentiable)."""
+    return mean_age(age_logits.softmax(-1))
 
 
 def age_quantiles(probs: torch.Tensor, q: float) -> torch.Tensor:

@@ -48,6 +48,11 @@ TIGHT_CROP_MIN_SCORE = 0.7
 TIGHT_CROP_PAD = 0.5
 
 
+def small_face_score(min_score: float) -> float:
+    """The score a face found zoomed in (small-face tiles, around a tracked face) must reach."""
+    return min(1.0, min_score + SMALL_FACE_EXTRA_SCORE)
+
+
 class FaceFinder:
     def __init__(self, *, max_side: int = 1280, max_faces: int = 50):
         """max_side: images are downscaled to this for detection (faces are always cut from the original).
@@ -70,19 +75,17 @@ class FaceFinder:
         small_faces_note = self._small_faces_note(rgb, found)
         if len(found) > self.max_faces:
             notes.append(f"{len(found)} faces found; showing the {self.max_faces} most confident.")
-            found = sorted(found, key=lambda d: -d.score)[:self.max_faces]
         if small_faces_note:
             notes.append(small_faces_note)
-        return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+        return self._in_reading_order(found)
 
     def find_near(self, rgb: np.ndarray, boxes, min_score: float) -> list[Detection]:
         """The whole image (one call, or 2x2 tiles for large images) plus a square around each of `boxes` that
         is small at detection scale: a clip's frame between two full scans, where the tracker says where the
         small faces were a moment ago. ~1 + (small faces) detector calls against ~17 for `find`'s tiles on a
         640x480 frame. Same order and cap as `find`, no notes (the full scans give them)."""
-        full = self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect
-        found = [full(rgb, "full", min_score, self.max_side)]
-        scale, small_score = self._detection_scale(rgb), min(1.0, min_score + SMALL_FACE_EXTRA_SCORE)
+        found = [self._whole_image(rgb, min_score)]
+        scale, small_score = self._detection_scale(rgb), small_face_score(min_score)
         for x, y, w, h in boxes:
             if max(w, h) * scale >= SMALL_FACES_UNLIKELY:
                 continue  # the whole-image pass finds faces this big
@@ -93,9 +96,11 @@ class FaceFinder:
                 continue
             near = self.detectors.detect(region, "full", small_score, self.max_side)
             found.append([shifted(d, x0, y0) for d in near])
-        kept = merge(*found)
-        if len(kept) > self.max_faces:
-            kept = sorted(kept, key=lambda d: -d.score)[:self.max_faces]
+        return self._in_reading_order(merge(*found))
+
+    def _in_reading_order(self, found: list[Detection]) -> list[Detection]:
+        """The `max_faces` most confident, left to right."""
+        kept = sorted(found, key=lambda d: -d.score)[:self.max_faces]
         return sorted(kept, key=lambda d: (d.box[0], d.box[1]))
 
     def _detect(self, rgb, detector: str, min_score: float) -> list[Detection]:
@@ -110,14 +115,17 @@ class FaceFinder:
 
     def _full_range(self, rgb, min_score: float) -> list[Detection]:
         """Whole image (2x2 tiles too for large photos) and small-face tiles, merged."""
-        full = self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect
-        found = full(rgb, "full", min_score, self.max_side)
+        found = self._whole_image(rgb, min_score)
         if found and min(d.box[2] for d in found) * self._detection_scale(rgb) >= SMALL_FACES_UNLIKELY:
             return found  # only big faces (a portrait, a selfie): the tiles would cost ~15 detector calls for nothing
         tiles = [tile for tile in SMALL_FACE_TILES if 1.5 * tile <= self._detection_side(rgb)]
-        small_score = min(1.0, min_score + SMALL_FACE_EXTRA_SCORE)
-        return merge(found, *(self.detectors.detect_small_faces(rgb, "full", small_score, self.max_side, tile)
-                              for tile in tiles))
+        return merge(found, *(self.detectors.detect_small_faces(rgb, "full", small_face_score(min_score),
+                                                                self.max_side, tile) for tile in tiles))
+
+    def _whole_image(self, rgb, min_score: float) -> list[Detection]:
+        """The full-range model on the whole image, and on 2x2 tiles too for a large one."""
+        full = self.detectors.detect_tiled if max(rgb.shape[:2]) > TILE_ABOVE else self.detectors.detect
+        return full(rgb, "full", min_score, self.max_side)
 
     def _detection_side(self, rgb) -> int:
         """The long side of the image as the detectors see it (downscaled to max_side)."""

@@ -2,7 +2,6 @@
 results table says what their shipped evaluation says."""
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path

@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.age import MAX_AGE, age_interval, identity_warp, mean_age, warp_ages
+from model.age import age_interval, identity_warp, mean_age, warp_ages
 from model.hub import load_model
-from train.aligned import alignment_matrices
 from train.calibrate import WARP_KNOTS, fit_age_warp, warp_inputs
 from train.checkpoint import save_model_dir
 from train.evaluate import CACHE_DIR, label_arrays, predict_images
 from train.images import load_images
-from train.metrics import FLOOR_BANDS, AgeLabels
-from train.validate import validation_records
+from train.metrics import FLOOR_BANDS
+from train.validate import validation_crops
 
 
 def band_errors(age: np.ndarray, target: np.ndarray, bands, sources, mask: np.ndarray) -> dict:
@@ -62,14 +61,11 @@ def main(argv=None) -> None:
 
     model = load_model(args.model)
     model.age_warp.copy_(identity_warp())  # fit from the model's own distributions, not a warp it may carry
-    records = validation_records(args.run)
-    crops = args.crops or json.loads((args.run / "data_report.json").read_text()).get("crops", "files")
-    matrices = alignment_matrices(records, CACHE_DIR) if crops == "app" else None
+    records, matrices = validation_crops(args.run, args.crops)
     images, records = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
     pred = predict_images(model, images, keep_probs=True)
     probs = torch.from_numpy(pred["age_probs"])
     target, bands, sources = warp_inputs(records)
-
     bands, sources = np.asarray(bands), np.asarray(sources)
 
     def fit_on(mask: np.ndarray):

@@ -34,6 +34,14 @@ def validation_records(run: Path) -> list:
     return records
 
 
+def validation_crops(run: Path, crops: str | None = None) -> tuple[list, list | None]:
+    """The run's validation records and, for crops "app" (the default where the run trained on them), each
+    face's alignment as the app finds it (train/aligned.py; None: the stored crops), for train.images.load_images."""
+    records = validation_records(run)
+    crops = crops or json.loads((run / "data_report.json").read_text()).get("crops", "files")
+    return records, alignment_matrices(records, CACHE_DIR) if crops == "app" else None
+
+
 def score(pred: dict, records) -> dict:
     """Gender accuracy for every face; age MAE where the age is exact, range accuracy where it is a range."""
     y = label_arrays(records)
@@ -61,9 +69,7 @@ def score(pred: dict, records) -> dict:
 def validate(run: Path, specs: list[str], crops: str | None = None) -> dict[str, dict[str, dict]]:
     """{model spec: {source: score}} on the run's validation split. crops: "app" (each face found and aligned
     as the app does, train/aligned.py) or "files" (as stored); default: as the run trained."""
-    records = validation_records(run)
-    crops = crops or json.loads((run / "data_report.json").read_text()).get("crops", "files")
-    matrices = alignment_matrices(records, CACHE_DIR) if crops == "app" else None
+    records, matrices = validation_crops(run, crops)
     decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
     for spec in specs:
