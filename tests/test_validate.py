@@ -67,3 +67,14 @@ def test_missing_validation_images_are_one_clear_message(run, tmp_path):
         (copy / name).write_text(text.replace(str(run.parent), str(tmp_path / "gone")))
     with pytest.raises(SystemExit, match="validation images of .* are missing"):
         validate(copy, [str(run / "model")])
+
+
+def test_a_folder_that_is_not_a_run_is_one_clear_message(tmp_path, capsys):
+    """Both commands that read a run's validation split (train.validate, train.fit_age_warp) say what is missing."""
+    from train import fit_age_warp
+    for command in (lambda: main(["--run", str(tmp_path), "--model", "scratch"]),
+                    lambda: fit_age_warp.main(["--run", str(tmp_path), "--model", "scratch", "--out",
+                                               str(tmp_path / "out")])):
+        with pytest.raises(SystemExit, match="is not a training run: it has no data_report.json or split.csv"):
+            command()
+    assert not (tmp_path / "out").exists()

@@ -25,6 +25,9 @@ from train.metrics import AgeLabels, age_mae, gender_accuracy, group_table, rang
 
 def validation_records(run: Path) -> list:
     """The validation rows of the run's split.csv, every source, paths resolved as the run wrote them."""
+    needed = [name for name in ("data_report.json", "split.csv") if not (run / name).is_file()]
+    if needed:
+        raise SystemExit(f"{run} is not a training run: it has no {' or '.join(needed)} (train with python -m train)")
     root = Path(json.loads((run / "data_report.json").read_text())["split_root"])
     records = [r for r in read_split_csv(run / "split.csv", root) if r.split == "val"]
     missing = [r.path for r in records if not Path(r.path).exists()]
