@@ -49,7 +49,7 @@ class TwoHeads(nn.Module):
 
 
 # Buffers fitted on validation after training (train/calibrate.py), not learned by gradient descent.
-CALIBRATION_BUFFERS = ("gender_temperature", "age_temperature", "age_warp")
+CALIBRATION_BUFFERS = ("gender_temperature", "gender_offset", "age_temperature", "age_warp")
 
 
 class AgeGenderNet(nn.Module):
@@ -63,6 +63,9 @@ class AgeGenderNet(nn.Module):
         # Temperature scaling for the gender probability, fitted on the validation split after training
         # (train/calibrate.py). A buffer, so it travels inside model.safetensors.
         self.register_buffer("gender_temperature", torch.ones(()))
+        # Added to the scaled gender logit: moves the 50% line so that women and men are misread about as
+        # often as each other (fitted on validation, train/calibrate.fit_gender_offset). 0 until fitted.
+        self.register_buffer("gender_offset", torch.zeros(()))
         # The same for the age distribution (its logits are divided by it): fitted on validation so the 80%
         # interval shown covers about 80% of true ages.
         self.register_buffer("age_temperature", torch.ones(()))
@@ -71,8 +74,9 @@ class AgeGenderNet(nn.Module):
         self.register_buffer("age_warp", identity_warp())
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Model files saved before the age temperature or warp existed load with the identity (their behaviour
-        # then), as BatchNorm does for its num_batches_tracked.
+        # Model files saved before the age temperature, warp or gender offset existed load with the identity
+        # (their behaviour then), as BatchNorm does for its num_batches_tracked.
+        state_dict.setdefault(prefix + "gender_offset", torch.zeros(()))
         state_dict.setdefault(prefix + "age_temperature", torch.ones(()))
         state_dict.setdefault(prefix + "age_warp", identity_warp())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -99,7 +103,7 @@ class AgeGenderNet(nn.Module):
         probs = warp_ages((age_logits / self.age_temperature).softmax(-1), self.age_warp)
         low, high = age_interval(probs)
         return {
-            "p_female": torch.sigmoid(gender_logit / self.gender_temperature),
+            "p_female": torch.sigmoid(gender_logit / self.gender_temperature + self.gender_offset),
             "age": mean_age(probs),
             "age_low": low,
             "age_high": high,

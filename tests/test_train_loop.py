@@ -102,6 +102,7 @@ def test_two_epochs_lower_the_loss_and_write_the_run(tmp_path, utk, monkeypatch)
     model = ScratchNet.from_pretrained(run / "model").eval()
     assert float(model.gender_temperature) == pytest.approx(metrics["gender_temperature"], rel=1e-5)
     assert float(model.age_temperature) == pytest.approx(metrics["age_temperature"], rel=1e-5)
+    assert float(model.gender_offset) == pytest.approx(metrics["gender_offset"], abs=1e-6)
 
 
 def test_learns_the_synthetic_task(tmp_path, utk):

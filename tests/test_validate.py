@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from synthetic import make_fairface_folder, make_utkface_folder
 from train.train import parse_args, train
@@ -70,11 +71,27 @@ def test_missing_validation_images_are_one_clear_message(run, tmp_path):
 
 
 def test_a_folder_that_is_not_a_run_is_one_clear_message(tmp_path, capsys):
-    """Both commands that read a run's validation split (train.validate, train.fit_age_warp) say what is missing."""
-    from train import fit_age_warp
+    """The commands that read a run's validation split (train.validate, fit_age_warp, fit_gender_offset) say
+    what is missing."""
+    from train import fit_age_warp, fit_gender_offset
+    out = ["--out", str(tmp_path / "out")]
     for command in (lambda: main(["--run", str(tmp_path), "--model", "scratch"]),
-                    lambda: fit_age_warp.main(["--run", str(tmp_path), "--model", "scratch", "--out",
-                                               str(tmp_path / "out")])):
+                    lambda: fit_age_warp.main(["--run", str(tmp_path), "--model", "scratch"] + out),
+                    lambda: fit_gender_offset.main(["--run", str(tmp_path), "--model", "scratch"] + out)):
         with pytest.raises(SystemExit, match="is not a training run: it has no data_report.json or split.csv"):
             command()
     assert not (tmp_path / "out").exists()
+
+
+def test_fit_gender_offset_writes_the_model_with_what_it_printed(run, capsys, tmp_path):
+    from model.hub import load_model
+    from train import fit_gender_offset
+    fit_gender_offset.main(["--run", str(run), "--model", str(run / "model"), "--out", str(tmp_path / "fair")])
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("held-out half,") and "utkface: accuracy" in line for line in lines) == 2
+    printed = json.loads(next(line for line in lines if line.startswith("{")))
+    corrected, original = load_model(str(tmp_path / "fair")), load_model(str(run / "model"))
+    assert float(corrected.gender_offset) == pytest.approx(printed["gender_offset"])
+    # only the offset may differ from the model it corrected
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in corrected.state_dict().items()
+               if k != "gender_offset")

@@ -142,6 +142,7 @@ def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_ave
     metrics["precision"] = precision or "fp32 (reference)"
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
                         "gender_temperature": float(model.gender_temperature),
+                        "gender_offset": float(model.gender_offset),
                         "age_temperature": float(model.age_temperature)}
     uncalibrated = torch.sigmoid(torch.from_numpy(pred["logit"])).numpy()  # stable for large logits
     metrics["gender"]["ece_uncalibrated"] = expected_calibration_error(uncalibrated, y["gender"])

@@ -55,11 +55,17 @@ def _age_calibration(m: dict) -> str:
     return "" if t == 1.0 else f" (calibrated, T = {t:.3f})"
 
 
+def _offset(m: dict) -> str:
+    """", offset +0.13" for a model whose 50% line was moved to even out women's and men's errors, else ""."""
+    b = m["model"].get("gender_offset", 0.0)
+    return "" if b == 0.0 else f", offset {b:+.2f}"
+
+
 def _gender_rows(m: dict) -> str:
     g = m["gender"]
     return f"""| gender accuracy | {g['accuracy']:.4f} |
 | gender F1 (weighted) | {g['f1_weighted']:.4f} |
-| gender ECE (calibrated, T = {m['model']['gender_temperature']:.3f}) | {g['ece']:.4f} |
+| gender ECE (calibrated, T = {m['model']['gender_temperature']:.3f}{_offset(m)}) | {g['ece']:.4f} |
 | gender ECE (before calibration) | {g['ece_uncalibrated']:.4f} |"""
 
 

@@ -549,19 +549,23 @@ def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict
     labels = sets["val"].labels
     temperature = calibrate.fit_temperature(gender_logit, labels["gender"])
     age_temperature = calibrate.fit_age_temperature(age_logits, labels["age"], labels["age_low"], labels["age_high"])
+    gender_offset = calibrate.fit_gender_offset((gender_logit.float() / temperature).cpu().numpy(),
+                                                labels["gender"].cpu().numpy(), [r.source for r in sets["val"].records])
     inputs.model.gender_temperature.fill_(temperature)
+    inputs.model.gender_offset.fill_(gender_offset)
     inputs.model.age_temperature.fill_(age_temperature)
     warp_knots = fit_warp(inputs.model, age_logits / age_temperature, sets["val"].records)
     save_model_dir(inputs.model, out / "model")
     best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
     atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
+                                             "gender_offset": gender_offset,
                                              "age_temperature": age_temperature, "age_warp": warp_knots,
                                              "val_at_best": val,
                                              "epochs_run": len(history), "machine": machine(inputs.device),
                                              "train_minutes": sum(r["seconds"] for r in history) / 60})
     log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f, "
-             "age temperature %.3f", best_row.get("epoch"), val["gender_acc"], val["age_mae"],
-             val["age_range_acc"], temperature, age_temperature)
+             "offset %+.2f, age temperature %.3f", best_row.get("epoch"), val["gender_acc"], val["age_mae"],
+             val["age_range_acc"], temperature, gender_offset, age_temperature)
 
 
 def fit_warp(model, age_logits: torch.Tensor, records) -> dict | None:
