@@ -12,6 +12,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torchvision.models import vgg16
+from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
 
 from model.age import AGE_BINS, age_interval, identity_warp, mean_age, warp_ages
 
@@ -166,6 +167,19 @@ class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
 VGG_BLOCK_STARTS = (0, 5, 10, 17, 24)
 
 
+def vgg16_features() -> nn.Sequential:
+    """torchvision's vgg16(weights=None).features[:30], initialised as torchvision does, built without the
+    classifier: its 120M fully connected weights (unused here) took 2.3 of the 2.5 s vgg16() costs, paid by
+    every VGG16 load in the app, training and the tests (2-core Zen 1). tests/test_architectures.py checks it against
+    vgg16().features."""
+    features = make_layers(vgg_cfgs["D"], batch_norm=False)[:30]
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return features
+
+
 class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     """ImageNet VGG16 conv base, global average pooling, two small heads.
 
@@ -183,7 +197,7 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
         self.arch = arch
         self.tuned_blocks = tuned_blocks
         self._init_common(image_size)
-        features = vgg16(weights=None).features[:30]
+        features = vgg16_features()
         split = VGG_BLOCK_STARTS[5 - tuned_blocks] if tuned_blocks else 30
         self.frozen = features[:split]
         self.tuned = features[split:]

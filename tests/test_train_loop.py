@@ -59,6 +59,21 @@ def test_forward_shapes(arch, size):
     assert (pred["age_low"] <= pred["age"]).all() and (pred["age"] <= pred["age_high"]).all()
 
 
+def test_vgg16_features_are_torchvisions_built_without_its_classifier():
+    """model.nets.vgg16_features replaces vgg16(weights=None).features[:30] for speed: same layers, same
+    parameter names and shapes, and torchvision's initialisation (conv weights with std sqrt(2 / fan_out))."""
+    from torchvision.models import vgg16
+
+    from model.nets import vgg16_features
+    ours, theirs = vgg16_features(), vgg16(weights=None).features[:30]
+    assert str(ours) == str(theirs)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        assert a.std() == pytest.approx(b.std(), rel=0.05) and a.mean() == pytest.approx(b.mean(), abs=0.01)
+    conv5_3 = ours[28]
+    assert float(conv5_3.weight.std()) == pytest.approx((2 / (512 * 9)) ** 0.5, rel=0.05)
+
+
 def test_vgg_loads_the_local_imagenet_file(shared_dir):
     path = shared_dir / "weights" / "vgg16_imagenet_features.safetensors"
     model = VGGNet()
@@ -161,7 +176,9 @@ def test_vgg_cached_features_train_and_are_reused(tmp_path, utk):
     history = read_history(run)
     assert len(history) == 2 and all(np.isfinite(float(r["val_loss"])) for r in history)
     (run / "checkpoint.pt").unlink()
-    train(config, resume=False)
+    again = tiny_config(tmp_path, utk, model="vgg16", vgg_weights="random", head_epochs=1, precision=precision,
+                        epochs=1)  # the caches are read before the first epoch: one is enough to see them reused
+    train(again, resume=False)
     assert {c: c.stat().st_mtime_ns for c in (tmp_path / "cache").glob("vgg-frozen-*.npy")} == stamps
 
 

@@ -22,18 +22,26 @@ from train.train import train
 FROZEN_VGG = dict(model="vgg16", vgg_weights="random", head_epochs=99)
 
 
-def test_early_stopping_ends_the_run_after_patience_epochs_without_progress(tmp_path, utk):  # noqa: F811
-    run = train(tiny_config(tmp_path, utk, epochs=8, lr=0, patience=2, **FROZEN_VGG))
+@pytest.fixture(scope="module")
+def vgg_cache(tmp_path_factory):
+    """One cache folder for this module's VGG16 runs: the same seeded random VGG16 on the same faces, so its
+    block-3 features are computed once and read by the others (train/features.py keys them by both)."""
+    return tmp_path_factory.mktemp("vgg-cache")
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_without_progress(tmp_path, utk, vgg_cache):  # noqa: F811
+    run = train(tiny_config(tmp_path, utk, epochs=8, lr=0, patience=2, cache_dir=vgg_cache, **FROZEN_VGG))
     epochs = [int(row["epoch"]) for row in read_history(run)]
     metrics = json.loads((run / "metrics.json").read_text())
     assert epochs == [1, 2, 3]  # the best (the first), then exactly 2 without progress
     assert int(metrics["best_epoch"]["epoch"]) == 1 and metrics["epochs_run"] == 3
 
 
-def test_plateau_schedule_holds_the_rate_then_cuts_it(tmp_path, utk):  # noqa: F811
+def test_plateau_schedule_holds_the_rate_then_cuts_it(tmp_path, utk, vgg_cache):  # noqa: F811
     # no progress after epoch 1: its patience is 2, so after epoch 4 the rate drops to 0.3x (cosine would
     # have lowered it from epoch 2 on)
-    run = train(tiny_config(tmp_path, utk, epochs=5, lr=1e-6, schedule="plateau", patience=10, **FROZEN_VGG))
+    run = train(tiny_config(tmp_path, utk, epochs=5, lr=1e-6, schedule="plateau", patience=10, cache_dir=vgg_cache,
+                            **FROZEN_VGG))
     rates = [float(row["lr"]) for row in read_history(run)]
     assert rates[:4] == [1e-6] * 4
     assert rates[4] == pytest.approx(3e-7)
@@ -58,8 +66,9 @@ def test_class_weight_scales_the_female_loss_by_the_gender_ratio(tmp_path, utk, 
     assert not class_weight or expected != 1.0  # the synthetic split is not balanced, so the option shows
 
 
-def test_heads_train_alone_first_then_the_tuned_block_at_the_backbone_rate(tmp_path, utk):  # noqa: F811
-    config = dict(model="vgg16", vgg_weights="random", head_epochs=1, backbone_lr_scale=0.25, lr=2e-3)
+def test_heads_train_alone_first_then_the_tuned_block_at_the_backbone_rate(tmp_path, utk, vgg_cache):  # noqa: F811
+    config = dict(model="vgg16", vgg_weights="random", head_epochs=1, backbone_lr_scale=0.25, lr=2e-3,
+                  cache_dir=vgg_cache)
     run = train(tiny_config(tmp_path, utk, epochs=1, **config))
 
     def optimizer_state(run):
