@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
-from torchvision.models import vgg16
-from torchvision.models.vgg import cfgs as vgg_cfgs, make_layers
 
 from model.age import AGE_BINS, age_interval, identity_warp, mean_age, warp_ages
 
@@ -171,8 +169,10 @@ def vgg16_features() -> nn.Sequential:
     """torchvision's vgg16(weights=None).features[:30], initialised as torchvision does, built without the
     classifier: its 120M fully connected weights (unused here) took 2.3 of the 2.5 s vgg16() costs, paid by
     every VGG16 load in the app, training and the tests (2-core Zen 1). tests/test_architectures.py checks it against
-    vgg16().features."""
-    features = make_layers(vgg_cfgs["D"], batch_norm=False)[:30]
+    vgg16().features. Imported here, not at the top: importing torchvision costs 2.7 s (it pulls in
+    torch._dynamo), which the scratch CNN's app, CLI and tests need not pay."""
+    from torchvision.models.vgg import cfgs, make_layers
+    features = make_layers(cfgs["D"], batch_norm=False)[:30]
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -209,7 +209,7 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
         """Load ImageNet conv weights: 'torchvision' (download IMAGENET1K_V1) or a local safetensors file
         with `vgg16().features` key names (e.g. ../shared/weights/vgg16_imagenet_features.safetensors)."""
         if source == "torchvision":
-            from torchvision.models import VGG16_Weights
+            from torchvision.models import VGG16_Weights, vgg16
             state = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features.state_dict()
         else:
             from safetensors.torch import load_file

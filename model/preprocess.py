@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,9 +25,25 @@ def to_uint8_tensor(face: Image.Image | np.ndarray, image_size: int) -> torch.Te
     return torch.from_numpy(np.asarray(face, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
-def normalize() -> v2.Transform:
+class Normalize:
+    """uint8 [.., 3, S, S] -> float, ImageNet-normalised (float input is taken as already in [0, 1]).
+
+    What torchvision's v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]) does,
+    written out: importing torchvision costs 2.7 s at every start of the app and the CLI (2-core Zen 1), and
+    inference needs nothing else from it. tests/test_preprocess.py checks it against torchvision's."""
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.to(torch.float32)
+        if not batch.is_floating_point():
+            x = x / torch.iinfo(batch.dtype).max
+        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=x.device).view(-1, 1, 1)
+        return (x - mean) / std
+
+
+def normalize() -> Normalize:
     """uint8 [.., 3, S, S] -> float, ImageNet-normalised."""
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return Normalize()
 
 
 def batch_from_faces(faces: list, image_size: int) -> torch.Tensor:

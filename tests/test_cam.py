@@ -24,7 +24,10 @@ def scratch():
 
 @pytest.fixture(scope="module")
 def vgg():
-    torch.manual_seed(0)
+    # A random VGG16 can weigh every 4x4 activation of a face negatively, so that its map is all zero (seed 0
+    # does for the age head since model.nets.vgg16_features draws its weights in another order): seed 1 gives
+    # maps with something to compare on all three faces.
+    torch.manual_seed(1)
     return VGGNet(tuned_blocks=1, image_size=64).eval()  # 64 px: same layers, a quarter of the time
 
 
