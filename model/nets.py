@@ -168,8 +168,8 @@ VGG_BLOCK_STARTS = (0, 5, 10, 17, 24)
 def vgg16_features() -> nn.Sequential:
     """torchvision's vgg16(weights=None).features[:30], initialised as torchvision does, built without the
     classifier: its 120M fully connected weights (unused here) took 2.3 of the 2.5 s vgg16() costs, paid by
-    every VGG16 load in the app, training and the tests (2-core Zen 1). tests/test_architectures.py checks it against
-    vgg16().features. Imported here, not at the top: importing torchvision costs 2.7 s (it pulls in
+    every VGG16 load in the app, training and the tests (2-core Zen 1). tests/test_train_loop.py checks it
+    against vgg16().features. Imported here, not at the top: importing torchvision costs 2.7 s (it pulls in
     torch._dynamo), which the scratch CNN's app, CLI and tests need not pay."""
     from torchvision.models.vgg import cfgs, make_layers
     features = make_layers(cfgs["D"], batch_norm=False)[:30]

@@ -121,11 +121,11 @@ def test_the_same_file_from_eight_clients_at_once(app_url, tmp_path):
 
     def client_run(_):
         own = Client(app_url, verbose=False)
-        return [len(predict(own, photo)["faces"]) for _ in range(4)]
+        return [len(predict(own, photo)["faces"]) for _ in range(2)]  # the second round overlaps others' first
 
     with ThreadPoolExecutor(8) as pool:
         counts = [n for run in pool.map(client_run, range(8)) for n in run]
-    assert len(counts) == 32 and len(set(counts)) == 1 and counts[0] >= 2
+    assert len(counts) == 16 and len(set(counts)) == 1 and counts[0] >= 2
 
 
 def test_explain_returns_each_faces_cam_overlays(client, tmp_path):
