@@ -51,12 +51,14 @@ def test_real_photos_end_to_end(shipped, shared_dir):
 @pytest.fixture(scope="module")
 def on_test_sample(shipped, test_sample):
     """The shipped model's report and its predictions on the 200 test faces, on the crops its shipped evaluation
-    scored: as the app cuts them, or (models from before) as stored."""
+    scored: as the app cuts them, or (models from before) as stored. Predicted by the app's own fp32 fast path
+    (model/fast.py; its answers equal the model's, tests/test_fast_inference.py), 15% faster than the plain
+    model for VGG16 here (29 against 34 s on the 2-core Zen 1)."""
     from train.evaluate import crop_images, predict_images
     metrics = json.loads((MODELS / shipped.arch / "eval" / "metrics.json").read_text())
     images, kept = crop_images(test_sample, shipped.image_size, metrics.get("crops", "files"))
     truth = {"gender": np.array([r.gender for r in kept]), "age": np.array([r.age for r in kept])}
-    return shipped.arch, metrics, predict_images(shipped, images), truth
+    return shipped.arch, metrics, predict_images(shipped, images, precision="fp32"), truth
 
 
 def test_shipped_weights_match_their_reported_quality(on_test_sample):
