@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from pathlib import Path
 
 import cv2
@@ -265,6 +266,21 @@ def small_png(png: bytes) -> bytes:
     return buffer.getvalue()
 
 
+PENDING_IMAGES = """() => [...document.images].filter(i => i.src && !(i.complete && i.naturalWidth))
+    .map(i => `${i.src.slice(0, 120)} (complete ${i.complete}, loading ${i.loading})`)"""
+
+
+def wait_for_images(page: Page, timeout_s: float = 30) -> None:
+    """Until every image on the page has loaded; else fail naming the images still pending. Gradio's galleries
+    load their images lazily, when scrolled near: one below the window never loads (a CI run timed out so,
+    depending on layout), so they are made eager first."""
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
+    deadline = time.monotonic() + timeout_s
+    while (pending := page.evaluate(PENDING_IMAGES)) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert not pending, f"images not loaded after {timeout_s:.0f} s: {pending}"
+
+
 def test_screenshot_of_the_photo_tab_on_an_example(browser, bundled_app_url, tmp_path):
     """The README's picture: the Photo tab after a click on the three-portraits example, with the shipped
     default model. UPDATE_SCREENSHOT=1 also writes it to docs/screenshot.png."""
@@ -279,7 +295,7 @@ def test_screenshot_of_the_photo_tab_on_an_example(browser, bundled_app_url, tmp
         expect(page.locator("#photo-status")).to_contain_text("3 faces")
         expect(page.locator("#photo-output img")).to_be_visible()
         expect(page.locator("#cam-age img")).to_be_visible()
-        page.wait_for_function("() => [...document.images].every(i => !i.src || (i.complete && i.naturalWidth))")
+        wait_for_images(page)
         # From the tab bar down to the Grad-CAM maps: the annotated photo, the table and the maps.
         page.evaluate("window.scrollTo(0, 0)")  # boxes are measured in the window; the clip is in the page
         boxes = [page.locator(part).first.bounding_box() for part in (".tabs", "#faces-table", "#cam-age")]
