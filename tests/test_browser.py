@@ -79,9 +79,24 @@ def page(browser, app_url) -> Page:
     context.close()
 
 
+PENDING_IMAGES = """() => [...document.images].filter(i => i.src && !(i.complete && i.naturalWidth))
+    .map(i => `${i.src.slice(0, 120)} (complete ${i.complete}, loading ${i.loading})`)"""
+
+
+def wait_for_images(page: Page, timeout_s: float = 30) -> None:
+    """Until every image on the page has loaded; else fail naming the images still pending. Gradio's galleries
+    load their images lazily, when scrolled near: one below the window never loads (a CI run timed out so,
+    depending on layout), so they are made eager first."""
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
+    deadline = time.monotonic() + timeout_s
+    while (pending := page.evaluate(PENDING_IMAGES)) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert not pending, f"images not loaded after {timeout_s:.0f} s: {pending}"
+
+
 def screenshot(page: Page, name: str) -> None:
     """Full-page PNG once every image on the page has finished loading (so none is caught half-drawn)."""
-    page.wait_for_function("() => [...document.images].every(i => !i.src || (i.complete && i.naturalWidth))")
+    wait_for_images(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
@@ -264,21 +279,6 @@ def small_png(png: bytes) -> bytes:
         buffer = io.BytesIO()
         image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(buffer, "PNG", optimize=True)
     return buffer.getvalue()
-
-
-PENDING_IMAGES = """() => [...document.images].filter(i => i.src && !(i.complete && i.naturalWidth))
-    .map(i => `${i.src.slice(0, 120)} (complete ${i.complete}, loading ${i.loading})`)"""
-
-
-def wait_for_images(page: Page, timeout_s: float = 30) -> None:
-    """Until every image on the page has loaded; else fail naming the images still pending. Gradio's galleries
-    load their images lazily, when scrolled near: one below the window never loads (a CI run timed out so,
-    depending on layout), so they are made eager first."""
-    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
-    deadline = time.monotonic() + timeout_s
-    while (pending := page.evaluate(PENDING_IMAGES)) and time.monotonic() < deadline:
-        page.wait_for_timeout(200)
-    assert not pending, f"images not loaded after {timeout_s:.0f} s: {pending}"
 
 
 def test_screenshot_of_the_photo_tab_on_an_example(browser, bundled_app_url, tmp_path):
