@@ -51,7 +51,8 @@ def model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     body = "\n\n".join(part for part in [
         f"# {name}\n\nEstimates the apparent age and gender of a face crop: {ARCH_NAMES.get(arch, arch)}, "
         f"{size}x{size} px input, one shared trunk and two heads (a gender logit calibrated by temperature "
-        "scaling and an offset that evens out errors on women and men; a distribution over ages 0-100 giving an estimate and an 80% interval, temperature-scaled "
+        "scaling and an offset that evens out errors on women and men; a distribution over ages 0-100 giving "
+        "an estimate and an 80% interval, temperature-scaled "
         "and corrected for ages pulled to the middle, both on validation). Part of the "
         "face age & gender demo, which adds face detection and Grad-CAM.",
         _usage(repo_id),

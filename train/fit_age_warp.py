@@ -12,10 +12,7 @@ faces and scored on the other half, per source and age band, against no warp. No
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,10 +21,9 @@ from model.age import age_interval, identity_warp, mean_age, warp_ages
 from model.hub import load_model
 from train.calibrate import WARP_KNOTS, fit_age_warp, warp_inputs
 from train.checkpoint import save_model_dir
-from train.evaluate import CACHE_DIR, label_arrays, predict_images
-from train.images import load_images
+from train.evaluate import label_arrays, predict_images
 from train.metrics import FLOOR_BANDS
-from train.validate import validation_crops
+from train.validate import correction_parser, half_of, validation_images
 
 
 def band_errors(age: np.ndarray, target: np.ndarray, bands, sources, mask: np.ndarray) -> dict:
@@ -44,25 +40,15 @@ def band_errors(age: np.ndarray, target: np.ndarray, bands, sources, mask: np.nd
     return out
 
 
-def half_of(records) -> np.ndarray:
-    """A fixed half of the faces (by a hash of the file name), for the held-out check."""
-    return np.array([hashlib.sha256(Path(r.path).name.encode()).digest()[0] % 2 == 0 for r in records])
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.fit_age_warp", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="the run whose split.csv gives the val rows")
-    parser.add_argument("--model", required=True, help="the model to correct, e.g. assets/models/scratch")
-    parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
-    parser.add_argument("--crops", choices=["app", "files"], help="default: as the run trained")
+    parser = correction_parser("python -m train.fit_age_warp", __doc__.split("\n")[0])
     parser.add_argument("--knots", type=float, nargs="+", default=list(WARP_KNOTS),
                         help="true ages where the fitted pull to the middle may bend (default: %(default)s)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
     model.age_warp.copy_(identity_warp())  # fit from the model's own distributions, not a warp it may carry
-    records, matrices = validation_crops(args.run, args.crops)
-    images, records = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
+    images, records = validation_images(args.run, args.crops, model.image_size)
     pred = predict_images(model, images, keep_probs=True)
     probs = torch.from_numpy(pred["age_probs"])
     target, bands, sources = warp_inputs(records)

@@ -1,6 +1,7 @@
-"""`python -m train.fit_gender_offset`: even out how often a trained model misreads women and men, on validation only.
+"""`python -m train.fit_gender_offset`: even out how often a trained model misreads women and men, on validation.
 
-    python -m train.fit_gender_offset --run runs/scratch-app-p1 --model assets/models/scratch --out runs/scratch-fair/model
+    python -m train.fit_gender_offset --run runs/scratch-app-p1 --model assets/models/scratch \
+        --out runs/scratch-fair/model
 
 Reads the validation rows of RUN/split.csv (as train.validate does), fits the gender offset of
 train/calibrate.py on them and writes the model with it to OUT (evaluate it with `train.evaluate --model OUT`).
@@ -11,19 +12,15 @@ faces and scored on the other half, per source, against no offset. No evaluation
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
 from model.hub import load_model
 from train.calibrate import fit_gender_offset, gender_gaps
 from train.checkpoint import save_model_dir
-from train.evaluate import CACHE_DIR, label_arrays, predict_images
-from train.fit_age_warp import half_of
-from train.images import load_images
-from train.validate import validation_crops
+from train.evaluate import label_arrays, predict_images
+from train.validate import correction_parser, half_of, validation_images
 
 
 def accuracy_by_source(scaled_logit: np.ndarray, gender: np.ndarray, sources: np.ndarray, offset: float) -> dict:
@@ -33,16 +30,10 @@ def accuracy_by_source(scaled_logit: np.ndarray, gender: np.ndarray, sources: np
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.fit_gender_offset", description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="the run whose split.csv gives the val rows")
-    parser.add_argument("--model", required=True, help="the model to correct, e.g. assets/models/scratch")
-    parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
-    parser.add_argument("--crops", choices=["app", "files"], help="default: as the run trained")
-    args = parser.parse_args(argv)
+    args = correction_parser("python -m train.fit_gender_offset", __doc__.split("\n")[0]).parse_args(argv)
 
     model = load_model(args.model)
-    records, matrices = validation_crops(args.run, args.crops)
-    images, records = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
+    images, records = validation_images(args.run, args.crops, model.image_size)
     scaled = predict_images(model, images)["logit"] / float(model.gender_temperature)
     gender, sources = label_arrays(records)["gender"], np.array([r.source for r in records])
 

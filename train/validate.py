@@ -10,6 +10,7 @@ on the same faces, each at its own input size, in fp32.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -43,6 +44,28 @@ def validation_crops(run: Path, crops: str | None = None) -> tuple[list, list | 
     records = validation_records(run)
     crops = crops or json.loads((run / "data_report.json").read_text()).get("crops", "files")
     return records, alignment_matrices(records, CACHE_DIR) if crops == "app" else None
+
+
+def validation_images(run: Path, crops: str | None, image_size: int) -> tuple:
+    """(decoded images, the records that decoded) of the run's validation split, as validation_crops cuts them."""
+    records, matrices = validation_crops(run, crops)
+    return load_images(records, image_size, CACHE_DIR, matrices=matrices)
+
+
+def half_of(records) -> np.ndarray:
+    """A fixed half of the faces (by a hash of the file name), for a held-out check of a correction."""
+    return np.array([hashlib.sha256(Path(r.path).name.encode()).digest()[0] % 2 == 0 for r in records])
+
+
+def correction_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options shared by the commands that fit a correction on a run's validation split and write the
+    corrected model (train.fit_age_warp, train.fit_gender_offset); each adds its own."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--run", type=Path, required=True, help="the run whose split.csv gives the val rows")
+    parser.add_argument("--model", required=True, help="the model to correct, e.g. assets/models/scratch")
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
+    parser.add_argument("--crops", choices=["app", "files"], help="default: as the run trained")
+    return parser
 
 
 def score(pred: dict, records) -> dict:
