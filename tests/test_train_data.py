@@ -15,7 +15,7 @@ from PIL import Image
 
 from model.age import AGE_BINS, MAX_AGE
 from synthetic import face_image, make_fairface_folder, make_utkface_folder
-from train.data import (RACES, UNKNOWN, Record, age_band, dedupe, detect_layout, in_age_range, load_records,
+from train.data import (RACES, UNKNOWN, Record, age_band, cap_per_source, dedupe, detect_layout, in_age_range, load_records,
                         parse_age_range, parse_utkface_name, read_split_csv, scan_celeba, scan_fairface, scan_utkface,
                         split_records, write_split_csv)
 from train.images import load_images, read_face
@@ -243,6 +243,22 @@ def test_split_keeps_fairface_out_of_test_and_leaves_utkface_alone(tmp_path):
     assert {r.path: r.split for r in mixed if r.source == "utkface"} == alone  # adding a source changes nothing
     ff_counts = Counter(r.split for r in mixed if r.source == "fairface")
     assert ff_counts["test"] == 0 and abs(ff_counts["val"] / 400 - 0.10) < 0.03
+
+
+def test_cap_per_source_cuts_only_the_bigger_sources_training_split(tmp_path):
+    utk, _ = scan_utkface(make_utkface_folder(tmp_path, n=300))
+    ff, _ = scan_fairface(make_fairface_folder(tmp_path, n=400, n_val=1))
+    records = split_records(utk + ff, seed=4)
+    before = Counter((r.source, r.split) for r in records)
+    assert before[("utkface", "train")] < 250 < before[("fairface", "train")]
+    capped = cap_per_source(records, 250, "train", seed=1)
+    after = Counter((r.source, r.split) for r in capped)
+    assert after[("fairface", "train")] == 250  # cut to the cap
+    assert after - Counter({("fairface", "train"): 250}) == before - Counter({("fairface", "train"): before[("fairface", "train")]})
+    assert [r for r in records if r in capped] == capped  # a subset, in the input order
+    again = cap_per_source(records, 250, "train", seed=1)
+    other = cap_per_source(records, 250, "train", seed=2)
+    assert [r.path for r in again] == [r.path for r in capped] != [r.path for r in other]
 
 
 def test_old_split_csv_reads_with_ranges_from_age(tmp_path):

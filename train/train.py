@@ -44,8 +44,8 @@ from train import calibrate, distributed, plots
 from train.aligned import alignment_matrices
 from train.augment import BatchAugment
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
-from train.data import (AGE_BANDS, RACES, age_band, in_age_range, is_range_label, load_records, race_name,
-                        read_split_csv, split_records, write_split_csv)
+from train.data import (AGE_BANDS, RACES, age_band, cap_per_source, in_age_range, is_range_label, load_records,
+                        race_name, read_split_csv, split_records, write_split_csv)
 from train.features import frozen_features
 from train.images import load_images
 from train.losses import multitask_loss
@@ -84,6 +84,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     limit: int = 0  # use a seeded random subset of this many images (0 = all)
+    max_per_source: int = 0  # at most this many training images of each source, seeded (0 = all; val stays whole)
     split_csv: str = ""  # reuse an existing split instead of making one
     crops: str = "app"  # "app": each face found and aligned as the app does (train/aligned.py); "files": as stored
     # VGG16 only
@@ -218,6 +219,8 @@ def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[
     elif cfg.limit and cfg.limit < len(records):
         records = limit_records(records, cfg.limit, cfg.seed)
     split_records(records, seed=cfg.seed)
+    if cfg.max_per_source:
+        records = cap_per_source(records, cfg.max_per_source, "train", cfg.seed)
     if write_files:
         write_split_csv(records, out / "split.csv", root=root)  # relative paths: portable and comparable
     report["split_root"] = str(root)
