@@ -24,9 +24,12 @@ def test_the_training_crop_is_the_crop_the_app_predicts_on():
     """Same detector, same settings, same main face, same alignment: the very pixels the app's model sees."""
     result = Pipeline(build_model("scratch", image_size=32))(str(PORTRAITS), draw=False)
     assert len(result.faces) == 3
-    app_crop = main_face(result.faces, result.image.shape).crop
+    app_face = main_face(result.faces, result.image.shape)
     matrix = locate(str(PORTRAITS))
     assert matrix is not None and matrix.shape == (2, 3)
+    np.testing.assert_array_equal(matrix, app_face.matrix)  # exactly, dtype included: a rounded matrix moves pixels
+    assert matrix.dtype == app_face.matrix.dtype
+    app_crop = app_face.crop
     np.testing.assert_array_equal(aligned_face(str(PORTRAITS), matrix), app_crop)
     # ...and at the model's size, as the app resizes it (model.preprocess.to_uint8_tensor)
     face = read_face(str(PORTRAITS), 64, matrix=matrix)
