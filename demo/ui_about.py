@@ -13,8 +13,8 @@ from model.datasets import DATASETS, describe, trained_on
 
 ARCHITECTURES = {
     "scratch": "A small convolutional network trained from scratch: quick on a CPU.",
-    "vgg16": "VGG16's ImageNet-pretrained convolutional base, fine-tuned with two small heads on UTKFace's "
-             "stored face chips: slower, and on the faces this app cuts behind the scratch CNN on both test sets.",
+    "vgg16": "VGG16's ImageNet-pretrained convolutional base, its last block fine-tuned with two small heads: "
+             "several times slower on a CPU.",
 }
 
 CAVEATS = """
