@@ -16,6 +16,7 @@ from model.nets import ScratchNet, VGGNet, build_model
 from model.preprocess import normalize
 from synthetic import make_fairface_folder, make_utkface_folder
 from train import calibrate, checkpoint
+from train.augment import augmented_copy
 from train.evaluate import evaluate_run
 from train.train import Inputs, parse_args, selection_key, train
 
@@ -200,6 +201,34 @@ def test_flip_cache_feeds_the_flipped_images_features(tmp_path):
         true_flip = model.forward_frozen(normalize()(images.flip(-1))).half().float()
     assert torch.allclose(captured[0][flipped], true_flip[flipped], atol=1e-2)
     assert not torch.allclose(true_flip, inputs.data["train"].float().flip(-1), atol=1e-2)  # mirroring differs
+
+
+def test_augmented_copies_feed_the_augmented_images_features(tmp_path):
+    """--augmented-copies 1: a training face is drawn from its clean features or its augmented copy's, and the
+    copy (seeded, so its cache is reused) is BatchAugment's image, not the clean one."""
+    cfg = parse_args(["--model", "vgg16", "--image-size", "32", "--augmented-copies", "1",
+                      "--cache-dir", str(tmp_path)])
+    model = VGGNet(image_size=32, tuned_blocks=2).eval()
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    sets = {"train": (images, None, None), "val": (images[:2], None, None)}
+    inputs = Inputs(cfg, model, sets, torch.device("cpu"))
+    copy = augmented_copy(images, seed=cfg.seed + 1)
+    assert copy.dtype == torch.uint8 and torch.equal(copy, augmented_copy(images, seed=cfg.seed + 1))
+    assert (copy != images).flatten(1).any(1).float().mean() > 0.9  # nearly every face is changed
+    with torch.no_grad():
+        copy_features = model.forward_frozen(normalize()(copy)).half().float()
+    assert torch.allclose(inputs.variants[0].float(), copy_features, atol=1e-2)
+    captured = []
+    model.forward_tuned = lambda x: captured.append(x) or torch.zeros(len(x), 1 + AGE_BINS)
+    torch.manual_seed(0)
+    idx = torch.arange(64)
+    inputs.forward("train", idx, train=True)
+    clean = inputs.data["train"].float()
+    from_copy = torch.isclose(captured[0], copy_features, atol=1e-2).flatten(1).all(1)
+    from_clean = (torch.isclose(captured[0], clean, atol=1e-2) | torch.isclose(captured[0], clean.flip(-1), atol=1e-2)
+                  ).flatten(1).all(1)
+    assert 16 < from_copy.sum() < 48 and torch.all(from_copy | from_clean)  # about half from the copy
+    assert len(list(tmp_path.glob("vgg-frozen-*.npy"))) == 3  # train, val and the copy's features, cached
 
 
 def test_selection_by_score_weighs_gender_points_like_years():

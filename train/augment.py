@@ -148,6 +148,23 @@ class BatchAugment:
         return on_some(x, self.jpeg_p, lambda b: jpeg(b, randint(len(b), *self.jpeg_quality)))
 
 
+def augmented_copy(images: torch.Tensor, seed: int, batch_size: int = 256) -> torch.Tensor:
+    """uint8 [N, 3, S, S] -> the same images as BatchAugment changes them once, back in uint8, seeded.
+
+    Why: on a CPU, VGG16 trains on cached frozen-block features, computed once from the clean images, so the
+    tuned block never sees a blurred, dark, compressed or shifted face. The features of such a copy can be
+    cached like the clean ones (train.train --augmented-copies). Seeded, so the copy and its cache's key are
+    the same in every run; the global random state is left as it was."""
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    augment, out = BatchAugment(), torch.empty_like(images)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, len(images), batch_size):
+            x = augment(images[start:start + batch_size]) * std + mean
+            out[start:start + len(x)] = (x * 255).round().clamp(0, 255).to(torch.uint8)
+    return out
+
+
 def on_some(images: torch.Tensor, p: float, op) -> torch.Tensor:
     """Replace each image, with probability p, by `op`'s version (op: batch -> batch, drawing its own
     per-image parameters). In place: the callers own the batch, and a copy per operation would cost more."""
