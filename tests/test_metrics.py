@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from model.age import AGE_BINS, age_interval, expected_age
-from train.calibrate import fit_age_temperature, fit_temperature
+from train.calibrate import (MIN_EXACT_FOR_COVERAGE, fit_age_calibration, fit_age_temperature,
+                             fit_age_temperature_for_coverage, fit_temperature)
 from train.data import UNKNOWN
 from train.metrics import (age_mae, all_metrics, children_metrics, confusion, cumulative_score,
                            end_to_end_metrics, expected_calibration_error, f1_weighted, gender_accuracy,
@@ -156,3 +157,32 @@ def test_worst_band_is_the_floor_band_farthest_from_zero():
              "30-39": {"age_signed_error": float("nan")}}
     assert worst_band(table) == ("60-69", -6.1)  # 0-2 and 70+ are outside the floor's bands
     assert worst_band({"70+": {"age_signed_error": 3.0}}) is None
+
+
+def test_age_temperature_for_coverage_makes_the_80_percent_interval_hold_80_percent():
+    """A model 1.4 times as wide as the truth (as a likelihood fit on noisy range labels leaves it): fitted to
+    coverage, its 80% interval covers 80% of exact ages; with too few exact ages it declines (None), and
+    fit_age_calibration then falls back to the likelihood fit."""
+    from model.age import age_interval, identity_warp
+    torch.manual_seed(0)
+    n = 3000
+    centre = torch.randint(5, 90, (n,)).float()
+    true_logits = -0.5 * ((torch.arange(AGE_BINS).float() - centre[:, None]) / 5.0) ** 2
+    age = torch.distributions.Categorical(logits=true_logits).sample()
+    too_wide = true_logits / 2  # sd 7.1 y instead of 5
+    lo, hi = age_interval(too_wide.softmax(-1))
+    assert ((age >= lo) & (age <= hi)).float().mean() > 0.93
+    t = fit_age_temperature_for_coverage(too_wide, age, lambda t: identity_warp())
+    assert 0.3 < t < 0.5  # under the true 0.5: whole years, both ends included, cover ~85% at the true width
+    lo, hi = age_interval((too_wide / t).softmax(-1))
+    assert ((age >= lo) & (age <= hi)).float().mean() == pytest.approx(0.80, abs=0.01)
+
+    few = MIN_EXACT_FOR_COVERAGE - 1
+    unknown = torch.full((n,), -1)
+    assert fit_age_temperature_for_coverage(too_wide, torch.cat([age[:few], unknown[few:]]),
+                                            lambda t: identity_warp()) is None
+    low, high = (age // 10) * 10, (age // 10) * 10 + 9  # range labels only: the likelihood fit, no warp
+    records = [type("R", (), {"age": -1, "age_low": int(a), "age_high": int(b), "source": "s"})() for a, b in zip(low, high)]
+    ranged = fit_age_calibration(too_wide, unknown, low, high, records)
+    assert ranged["fitted_to"] == "likelihood"
+    assert ranged["temperature"] == pytest.approx(fit_age_temperature(too_wide, unknown, low, high))

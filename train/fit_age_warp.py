@@ -1,14 +1,16 @@
-"""`python -m train.fit_age_warp`: correct a trained model's ages pulled to the middle, on validation only.
+"""`python -m train.fit_age_warp`: fit a trained model's age calibration again, on validation only.
 
     python -m train.fit_age_warp --run runs/scratch-app-p1 --model assets/models/scratch --out runs/scratch-warp/model
 
-Reads the validation rows of RUN/split.csv (as train.validate does), fits the monotone age warp of
-train/calibrate.py on them and writes the model with it to OUT (a model folder: evaluate it with
-`train.evaluate --model OUT`). New training runs fit the warp themselves (train.train.finish); this is for a
-model trained before, without training it again.
+Reads the validation rows of RUN/split.csv (as train.validate does), fits the age distribution's calibration
+of train/calibrate.py on them (the temperature that makes the 80% interval cover 80% of exact ages, then the
+monotone age warp that undoes ages pulled to the middle) and writes the model with it to OUT (a model folder:
+evaluate it with `train.evaluate --model OUT`). New training runs fit both themselves (train.train.finish);
+this is for a model trained before, without training it again.
 
-Before fitting on all of validation it prints an honest check: the warp fitted on one half of the validation
-faces and scored on the other half, per source and age band, against no warp. No evaluation set is read.
+Before fitting on all of validation it prints an honest check: the calibration fitted on one half of the
+validation faces and scored on the other half, per source and age band, against none and against the model's
+own. No evaluation set is read.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 
 from model.age import age_interval, identity_warp, mean_age, warp_ages
 from model.hub import load_model
-from train.calibrate import WARP_KNOTS, fit_age_warp, warp_inputs
+from train.calibrate import fit_age_calibration, warp_inputs
 from train.checkpoint import save_model_dir
 from train.evaluate import label_arrays, predict_images
 from train.metrics import FLOOR_BANDS
@@ -42,42 +44,48 @@ def band_errors(age: np.ndarray, target: np.ndarray, bands, sources, mask: np.nd
 
 def main(argv=None) -> None:
     parser = correction_parser("python -m train.fit_age_warp", __doc__.split("\n")[0])
-    parser.add_argument("--knots", type=float, nargs="+", default=list(WARP_KNOTS),
-                        help="true ages where the fitted pull to the middle may bend (default: %(default)s)")
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
-    model.age_warp.copy_(identity_warp())  # fit from the model's own distributions, not a warp it may carry
+    own = float(model.age_temperature), model.age_warp.clone()
+    model.age_temperature.fill_(1.0)  # fit from the model's own logits, not a calibration it may carry
+    model.age_warp.copy_(identity_warp())
     images, records = validation_images(args.run, args.crops, model.image_size)
     pred = predict_images(model, images, keep_probs=True)
-    probs = torch.from_numpy(pred["age_probs"])
+    logits = torch.from_numpy(pred["age_probs"]).clamp_min(1e-30).log()  # softmax(log p / T) = p^(1/T), normalised
+    labels = {k: torch.from_numpy(v).long() for k, v in label_arrays(records).items() if k != "race"}
     target, bands, sources = warp_inputs(records)
-    bands, sources = np.asarray(bands), np.asarray(sources)
 
-    def fit_on(mask: np.ndarray):
-        return fit_age_warp(probs[torch.from_numpy(mask)], target[mask], list(bands[mask]), list(sources[mask]),
-                            knots=args.knots)
+    def fit_on(mask: np.ndarray) -> dict:
+        m = torch.from_numpy(mask)
+        return fit_age_calibration(logits[m], labels["age"][m], labels["age_low"][m], labels["age_high"][m],
+                                   [r for r, keep in zip(records, mask) if keep])
 
     half = half_of(records)
-    warp_a, _ = fit_on(half)
-    age = label_arrays(records)["age"]
+    other_half = fit_on(half)
+    age = labels["age"].numpy()
     exact = ~half & (age >= 0)
     held_out = {}
-    for name, warp in (("no warp", identity_warp()), ("warp fitted on the other half", warp_a)):
-        warped = warp_ages(probs, warp)
-        held_out[name] = band_errors(mean_age(warped).numpy(), target, bands, sources, ~half)
-        low, high = (v.numpy()[exact] for v in age_interval(warped))
-        mae = np.abs(mean_age(warped).numpy()[exact] - age[exact]).mean()
+    for name, (t, warp) in (("none", (1.0, identity_warp())), ("the model's own", own),
+                            ("fitted on the other half", (other_half["temperature"], other_half["warp"]))):
+        probs = warp_ages((logits / t).softmax(-1), warp)
+        held_out[name] = band_errors(mean_age(probs).numpy(), target, bands, sources, ~half)
+        low, high = (v.numpy()[exact] for v in age_interval(probs))
+        mae = np.abs(mean_age(probs).numpy()[exact] - age[exact]).mean()
         covered = ((age[exact] >= low) & (age[exact] <= high)).mean()
-        print(f"held-out half, {name:30s} exact ages n={exact.sum()}: MAE {mae:.2f} y, 80% interval covers {covered:.1%}")
+        print(f"held-out half, {name:25s} T {t:.3f}, exact ages n={exact.sum()}: MAE {mae:.2f} y, "
+              f"80% interval covers {covered:.1%}")
         for source, rows in held_out[name].items():
             worst = max(rows, key=lambda b: abs(rows[b]))
             cells = " ".join(f"{b} {e:+.1f}" for b, e in rows.items())
-            print(f"held-out half, {name:30s} {source:9s} worst {worst} {rows[worst]:+.1f} y | {cells}")
-    warp, knots = fit_on(np.ones(len(records), dtype=bool))
-    model.age_warp.copy_(warp)
+            print(f"held-out half, {name:25s} {source:9s} worst {worst} {rows[worst]:+.1f} y | {cells}")
+    fitted = fit_on(np.ones(len(records), dtype=bool))
+    model.age_temperature.fill_(fitted["temperature"])
+    model.age_warp.copy_(fitted["warp"])
     save_model_dir(model, args.out)
-    print(json.dumps({"knots": knots, "held_out": held_out, "warp": [round(float(w), 2) for w in warp]}))
+    print(json.dumps({"age_temperature": fitted["temperature"], "fitted_to": fitted["fitted_to"],
+                      "knots": fitted["warp_knots"], "held_out": held_out,
+                      "warp": [round(float(w), 2) for w in fitted["warp"]]}))
     print(f"written: {args.out}")
 
 
