@@ -36,9 +36,8 @@ from model.nets import ARCHITECTURES, AgeGenderNet
 log = logging.getLogger(__name__)
 
 # The default everywhere (app, CLI, API, $FACE_MODEL unset). Both models train on UTKFace + FairFace; neither
-# leads everywhere: the scratch CNN on gender (UTKFace test 92.02 / 91.44%, FairFace val end to end 84.9 /
-# 84.5%), VGG16 on ages (MAE 6.49 / 6.66 y, FairFace age range 47.2 / 45.3%). The scratch CNN is several times
-# faster on a CPU, so it is the default (README, Results).
+# leads everywhere on the evaluation sets (the figures: README, Results): the scratch CNN on gender, VGG16 on
+# ages. The scratch CNN is several times faster on a CPU, so it is the default.
 DEFAULT_ARCH = "scratch"
 DEFAULT_REPOS = {"scratch": "face-age-gender/age-gender-scratch", "vgg16": "face-age-gender/age-gender-vgg16"}
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
