@@ -29,9 +29,10 @@ class Choice:
 
 
 CHOICES = {
-    # Labels say what was measured: on the faces the app cuts, the scratch CNN is ahead on both test sets (README).
-    "scratch": Choice("scratch", "Scratch CNN · fast, best on real photos", "scratch"),
-    "vgg16": Choice("vgg16", "VGG16 · ImageNet-pretrained, slower", "vgg16"),
+    # Labels say what was measured: VGG16 reads ages better on both test sets, the scratch CNN runs several
+    # times faster on a CPU (README; docs/results.md, "Which model is the default").
+    "scratch": Choice("scratch", "Scratch CNN · fast", "scratch"),
+    "vgg16": Choice("vgg16", "VGG16 · better ages, slower", "vgg16"),
 }
 
 

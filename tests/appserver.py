@@ -103,6 +103,7 @@ def serving(options: list[str], temp_dir: Path, log: Path) -> Iterator[str]:
 def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
     """Base URL of the running app (torn down after the session)."""
     options = ["--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"]),
+               "--model", "scratch",  # the tests start on the light model and switch to VGG16 where they test it
                "--purge-after", str(PURGE_AFTER_S)]
     with serving(options, app_temp_dir, tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url

@@ -11,7 +11,7 @@ import pytest
 from huggingface_hub import constants
 
 from demo.pipeline import Pipeline
-from model.hub import DEFAULT_ARCH, load_model
+from model.hub import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "assets" / "models"
@@ -39,13 +39,14 @@ def test_real_photos_end_to_end(shipped, shared_dir):
     pipeline = Pipeline(shipped)
     (man,) = pipeline(shared_dir / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg").faces  # 51 in 2014
     assert man.p_female < 0.5 and 30 <= man.age <= 70 and man.age_low <= man.age <= man.age_high
-    # Eileen Collins' NASA portrait and Grace Hopper: VGG16 calls Grace Hopper male (p_female 0.61 and 0.01 for
-    # the VGG16 with augmented copies; 0.43 and 0.01 for the one before it); the default model, the scratch CNN,
-    # must call both female (0.75 and 0.83 when it was shipped).
+    # Eileen Collins' NASA portrait and Grace Hopper. Both models call Eileen Collins female; VGG16, the default
+    # since it measures best on both evaluation sets, calls Grace Hopper male (p_female 0.01), a miss the README's
+    # limits and docs/results.md name; the scratch CNN calls both female (0.75 and 0.83 when it was shipped).
     (woman,) = pipeline(ROOT / "assets" / "examples" / "astronaut.jpg").faces
     (admiral,) = pipeline(ROOT / "assets" / "examples" / "grace_hopper.jpg").faces
     assert 25 <= woman.age <= 65 and admiral.age >= 55
-    if shipped.arch == DEFAULT_ARCH:
+    assert woman.p_female > 0.5
+    if shipped.arch == "scratch":
         assert woman.p_female > 0.6 and admiral.p_female > 0.6
 
 

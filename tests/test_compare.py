@@ -1,0 +1,97 @@
+"""train.compare: two evaluations face by face, and the rule that picks the default model."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.compare import compare, main, measures_better, paired_difference, verdict
+
+N = 600
+
+
+def write_eval(folder: Path, gender_right: np.ndarray, age_error: np.ndarray, range_right: np.ndarray,
+               found: np.ndarray) -> Path:
+    """An evaluation folder as train.evaluate writes it: UTKFace rows (exact ages) and FairFace rows (ranges,
+    end to end), with the given per-face outcomes."""
+    rng = np.random.default_rng(1)  # the same faces and labels in every folder
+    gender, age = rng.integers(0, 2, N), rng.integers(20, 60, N)
+    p_female = np.where(gender_right, gender, 1 - gender) * 0.8 + 0.1
+    (folder / "fairface").mkdir(parents=True)
+    with open(folder / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "age", "gender", "race", "p_female", "pred_age", "age_low", "age_high"])
+        for i in range(N):
+            w.writerow([f"u{i}.jpg", age[i], gender[i], "White", p_female[i], age[i] + age_error[i], 0, 100])
+    with open(folder / "fairface" / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "age", "gender", "race", "p_female", "pred_age", "age_low", "age_high", "true_age_low",
+                    "true_age_high", "detection_on_found", "detection_on_p_female", "detection_on_age",
+                    "detection_on_age_low", "detection_on_age_high"])
+        for i in range(N):
+            pred = 25 if range_right[i] else 45  # the true range is 20-29
+            e2e = [1, p_female[i], pred, 0, 100] if found[i] else [0, "", "", "", ""]
+            w.writerow([f"f{i}.jpg", -1, gender[i], "Black", p_female[i], pred, 0, 100, 20, 29] + e2e)
+    return folder
+
+
+def outcomes(share_right: float, error: float, seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
+    right = rng.random(N) < share_right
+    return right, np.full(N, error), right, np.ones(N, bool)
+
+
+def test_a_clearly_better_model_wins_on_every_figure_and_noise_is_called_noise(tmp_path):
+    good = write_eval(tmp_path / "good", *outcomes(0.95, 3.0, seed=0))
+    poor = write_eval(tmp_path / "poor", *outcomes(0.75, 6.0, seed=0))
+    results = compare(good, poor)
+    assert set(results) == {"UTKFace test", "FairFace val"}
+    assert set(results["FairFace val"]) == {"gender accuracy", "age-range accuracy", "gender end to end"}
+    for figures in results.values():
+        for figure, d in figures.items():
+            assert verdict(figure, d) == "A better", figure
+    utk = results["UTKFace test"]
+    assert utk["age MAE (y)"]["diff"] == pytest.approx(-3.0)  # lower is better, and A's is 3 y lower
+    assert utk["gender accuracy"]["low"] < utk["gender accuracy"]["diff"] < utk["gender accuracy"]["high"]
+    assert measures_better(results) and not measures_better(compare(poor, good))
+    # the same model against itself, or one differing on a handful of faces in 600: no difference shown
+    assert not measures_better(compare(good, good))
+    right, error, ranges, found = outcomes(0.95, 3.0, seed=0)
+    right[np.flatnonzero(right)[:3]] = False
+    nearly = write_eval(tmp_path / "nearly", right, error, ranges, found)
+    assert verdict("gender accuracy", compare(good, nearly)["UTKFace test"]["gender accuracy"]) == \
+        "no difference shown"
+
+
+def test_a_face_not_found_counts_as_wrong_end_to_end(tmp_path):
+    right, error, ranges, found = outcomes(1.0, 0.0, seed=0)
+    found[: N // 4] = False
+    figures = compare(write_eval(tmp_path / "a", right, error, ranges, found),
+                      write_eval(tmp_path / "b", *outcomes(1.0, 0.0, seed=0)))["FairFace val"]
+    assert figures["gender end to end"]["a"] == pytest.approx(0.75)
+    assert figures["gender accuracy"]["diff"] == 0  # the crops are unchanged
+
+
+def test_paired_difference_interval_shrinks_with_the_pairing():
+    rng = np.random.default_rng(0)
+    b = (rng.random(2000) < 0.8).astype(float)
+    a = b.copy()
+    a[:40] = 1.0  # A fixes some of B's misses and nothing else: a small but certain gain
+    d = paired_difference(a, b)
+    assert d["diff"] == pytest.approx(a.mean() - b.mean()) and d["low"] > 0
+
+
+def test_other_faces_or_no_predictions_are_refused_with_a_sentence(tmp_path, capsys):
+    a = write_eval(tmp_path / "a", *outcomes(0.9, 3.0, seed=0))
+    b = write_eval(tmp_path / "b", *outcomes(0.9, 3.0, seed=0))
+    rows = (b / "predictions.csv").read_text().splitlines()
+    (b / "predictions.csv").write_text("\n".join([rows[0]] + rows[2:]) + "\n")  # one face fewer
+    with pytest.raises(SystemExit, match="not the same faces"):
+        compare(a, b)
+    with pytest.raises(SystemExit, match="no predictions.csv"):
+        compare(tmp_path / "a", tmp_path / "missing")
+    main([str(a), str(a)])
+    printed = capsys.readouterr().out
+    assert "| UTKFace test | age MAE (y) |" in printed and printed.rstrip().endswith("no")
