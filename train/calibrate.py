@@ -181,11 +181,11 @@ def fit_age_warp(probs: torch.Tensor, target: np.ndarray, bands: list[str], sour
         "predicted_at_knots": np.round(at_knots, 3).tolist()}
 
 
-def warp_or_identity(probs: torch.Tensor, records) -> tuple[torch.Tensor, dict | None]:
-    """fit_age_warp on validation distributions `probs` of `records`; the identity (and None) where the split
-    is too small for it (a smoke run)."""
+def warp_or_identity(probs: torch.Tensor, inputs: tuple) -> tuple[torch.Tensor, dict | None]:
+    """fit_age_warp on validation distributions `probs` of the faces whose warp_inputs are `inputs`; the
+    identity (and None) where the split is too small for it (a smoke run)."""
     try:
-        return fit_age_warp(probs, *warp_inputs(records))
+        return fit_age_warp(probs, *inputs)
     except ValueError:
         return identity_warp(), None
 
@@ -196,15 +196,16 @@ def fit_age_calibration(age_logits: torch.Tensor, age: torch.Tensor, low: torch.
     of exact ages (the likelihood fit where there are too few of them), then the age warp at that temperature.
     Returns {"temperature", "fitted_to": "coverage" | "likelihood", "warp", "warp_knots" (None: no warp)}."""
     age_logits = age_logits.detach().float().cpu()
+    inputs = warp_inputs(records)  # once: the bisection fits a warp at each of its 30 steps
 
     def warp_at(t: float) -> torch.Tensor:
-        return warp_or_identity((age_logits / t).softmax(-1), records)[0]
+        return warp_or_identity((age_logits / t).softmax(-1), inputs)[0]
 
     temperature = fit_age_temperature_for_coverage(age_logits, age.cpu(), warp_at)
     fitted_to = "coverage" if temperature is not None else "likelihood"
     if temperature is None:
         temperature = fit_age_temperature(age_logits, age.cpu(), low.cpu(), high.cpu())
-    warp, knots = warp_or_identity((age_logits / temperature).softmax(-1), records)
+    warp, knots = warp_or_identity((age_logits / temperature).softmax(-1), inputs)
     return {"temperature": temperature, "fitted_to": fitted_to, "warp": warp, "warp_knots": knots}
 
 
