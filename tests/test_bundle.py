@@ -87,9 +87,20 @@ def test_new_weights_for_a_bundled_model_keep_its_training_files(tmp_path):
     dest = tmp_path / "bundled"
     dest.mkdir()
     (dest / "train_config.json").write_text('{"epochs": 2}')
+    (dest / "train_metrics.json").write_text('{"epochs_run": 2, "age_temperature": 1.2, "gender_offset": 0.0, '
+                                             '"age_warp": {"knots": [0, 100]}}')
+    model.age_temperature.fill_(0.75)  # refitted after training, as train.fit_age_warp does
+    model.save_pretrained(tmp_path / "model")
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path / "model"), "--to", str(dest)])  # no --eval
     main(["--model", str(tmp_path / "model"), "--eval", str(tmp_path / "eval"), "--to", str(dest)])
     assert torch.equal(load_model(str(dest)).age_warp, model.age_warp)
     assert (dest / "eval" / "report.md").read_text() == "new report.md"
     assert (dest / "train_config.json").read_text() == '{"epochs": 2}'
+    # how it trained stays; the calibration it states is now the shipped weights', the old one kept apart
+    metrics = json.loads((dest / "train_metrics.json").read_text())
+    assert metrics["epochs_run"] == 2 and metrics["age_temperature"] == 0.75 and "age_warp" not in metrics
+    assert metrics["calibration_when_trained"] == {"gender_temperature": None, "gender_offset": 0.0,
+                                                   "age_temperature": 1.2, "age_warp": {"knots": [0, 100]}}
+    main(["--model", str(tmp_path / "model"), "--eval", str(tmp_path / "eval"), "--to", str(dest)])
+    assert json.loads((dest / "train_metrics.json").read_text()) == metrics  # shipping it again changes nothing

@@ -104,7 +104,26 @@ def main(argv=None) -> None:
     if not args.eval or not (args.to / "train_config.json").exists():
         parser.error("--model needs --eval and a model already bundled at --to")
     ship_weights_and_eval(args.model, args.eval, args.to, args.half)
+    record_shipped_calibration(args.to)
     print(f"bundled {args.model} with {args.eval} -> {args.to}")
+
+
+CALIBRATION_KEYS = ("gender_temperature", "gender_offset", "age_temperature")
+
+
+def record_shipped_calibration(dest: Path) -> None:
+    """train_metrics.json says how the model trained, including the calibration fitted then; new weights of a
+    recalibrated model carry another. Its temperatures and offset become the shipped weights' own, and what
+    training fitted (with its age warp's fit, which the weights' warp replaced) moves to
+    "calibration_when_trained", so the file does not contradict the weights."""
+    path = dest / "train_metrics.json"
+    if not path.exists():
+        return
+    metrics, model = json.loads(path.read_text()), load_model(str(dest))
+    shipped = {key: round(float(getattr(model, key)), 4) for key in CALIBRATION_KEYS}
+    if "calibration_when_trained" not in metrics:
+        metrics["calibration_when_trained"] = {key: metrics.pop(key, None) for key in CALIBRATION_KEYS + ("age_warp",)}
+    path.write_text(json.dumps(metrics | shipped, indent=2) + "\n")
 
 
 if __name__ == "__main__":
