@@ -47,12 +47,12 @@ def test_a_clearly_better_model_wins_on_every_figure_and_noise_is_called_noise(t
     good = write_eval(tmp_path / "good", *outcomes(0.95, 3.0, seed=0))
     poor = write_eval(tmp_path / "poor", *outcomes(0.75, 6.0, seed=0))
     results = compare(good, poor)
-    assert set(results) == {"UTKFace test", "FairFace val"}
-    assert set(results["FairFace val"]) == {"gender accuracy", "age-range accuracy", "gender end to end"}
+    assert set(results) == {"UTKFace", "FairFace"}
+    assert set(results["FairFace"]) == {"gender accuracy", "age-range accuracy", "gender end to end"}
     for figures in results.values():
         for figure, d in figures.items():
             assert verdict(figure, d) == "A better", figure
-    utk = results["UTKFace test"]
+    utk = results["UTKFace"]
     assert utk["age MAE (y)"]["diff"] == pytest.approx(-3.0)  # lower is better, and A's is 3 y lower
     assert utk["gender accuracy"]["low"] < utk["gender accuracy"]["diff"] < utk["gender accuracy"]["high"]
     assert measures_better(results) and not measures_better(compare(poor, good))
@@ -61,7 +61,7 @@ def test_a_clearly_better_model_wins_on_every_figure_and_noise_is_called_noise(t
     right, error, ranges, found = outcomes(0.95, 3.0, seed=0)
     right[np.flatnonzero(right)[:3]] = False
     nearly = write_eval(tmp_path / "nearly", right, error, ranges, found)
-    assert verdict("gender accuracy", compare(good, nearly)["UTKFace test"]["gender accuracy"]) == \
+    assert verdict("gender accuracy", compare(good, nearly)["UTKFace"]["gender accuracy"]) == \
         "no difference shown"
 
 
@@ -69,7 +69,7 @@ def test_a_face_not_found_counts_as_wrong_end_to_end(tmp_path):
     right, error, ranges, found = outcomes(1.0, 0.0, seed=0)
     found[: N // 4] = False
     figures = compare(write_eval(tmp_path / "a", right, error, ranges, found),
-                      write_eval(tmp_path / "b", *outcomes(1.0, 0.0, seed=0)))["FairFace val"]
+                      write_eval(tmp_path / "b", *outcomes(1.0, 0.0, seed=0)))["FairFace"]
     assert figures["gender end to end"]["a"] == pytest.approx(0.75)
     assert figures["gender accuracy"]["diff"] == 0  # the crops are unchanged
 
@@ -94,4 +94,4 @@ def test_other_faces_or_no_predictions_are_refused_with_a_sentence(tmp_path, cap
         compare(tmp_path / "a", tmp_path / "missing")
     main([str(a), str(a)])
     printed = capsys.readouterr().out
-    assert "| UTKFace test | age MAE (y) |" in printed and printed.rstrip().endswith("no")
+    assert "| UTKFace | age MAE (y) |" in printed and printed.rstrip().endswith("no")

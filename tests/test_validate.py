@@ -60,6 +60,27 @@ def test_the_command_prints_a_line_per_model_and_source(run, capsys, tmp_path):
     assert sum("fairface" in line and "age range" in line for line in lines) == 2
 
 
+def test_validation_predictions_feed_train_compare(run, tmp_path):
+    """--predictions: each model's answers on the validation faces, in train.evaluate's format, so that
+    train.compare weighs two candidates on validation; a model against itself shows no difference."""
+    from train.compare import compare, measures_better
+    import csv
+    shutil.copytree(run / "model", tmp_path / "other")
+    main(["--run", str(run), "--model", str(run / "model"), "--model", str(tmp_path / "other"),
+          "--predictions", str(tmp_path / "p")])
+    counts = {source: c["n"] for source, c in
+              json.loads((run / "data_report.json").read_text())["counts"]["val"]["by_source"].items()}
+    def rows(path):
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    assert len(rows(tmp_path / "p" / "0" / "predictions.csv")) == counts["utkface"]
+    assert len(rows(tmp_path / "p" / "1" / "fairface" / "predictions.csv")) == counts["fairface"]
+    results = compare(tmp_path / "p" / "0", tmp_path / "p" / "1")
+    assert set(results) == {"UTKFace", "FairFace"}
+    assert all(d["diff"] == 0 for figures in results.values() for d in figures.values())
+    assert not measures_better(results)
+
+
 def test_missing_validation_images_are_one_clear_message(run, tmp_path):
     copy = tmp_path / "run"
     copy.mkdir()

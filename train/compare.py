@@ -3,7 +3,7 @@
     python -m train.compare runs/cal/vgg16aug-eval runs/cal/scratch-eval
 
 Reads the `predictions.csv` that `train.evaluate` writes for UTKFace test (EVAL/) and FairFace val
-(EVAL/fairface/), for the same faces (bundles keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
+(EVAL/fairface/), or `train.validate --predictions` for the validation split, for the same faces (bundles keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
 by a paired bootstrap over faces (both models scored on the same resampled faces). It says which model
 measures better on a figure only where the interval leaves out 0: a difference of a few faces in
 thousands is noise. This is how the app's default model is chosen (docs/results.md).
@@ -63,9 +63,10 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0, bootstraps: i
 
 
 def compare(eval_a: Path, eval_b: Path, seed: int = 0) -> dict[str, dict[str, dict]]:
-    """{set: {figure: paired_difference}} for UTKFace test and, where both have it, FairFace val."""
+    """{source: {figure: paired_difference}} for UTKFace and, where both folders have it, FairFace (the test
+    split and FairFace val from train.evaluate; the validation split from train.validate --predictions)."""
     results = {}
-    for name, sub in (("UTKFace test", "."), ("FairFace val", "fairface")):
+    for name, sub in (("UTKFace", "."), ("FairFace", "fairface")):
         path_a, path_b = eval_a / sub / "predictions.csv", eval_b / sub / "predictions.csv"
         if not (path_a.exists() and path_b.exists()):
             continue

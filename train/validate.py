@@ -6,6 +6,10 @@ trained on it, the 10% of FairFace's training csv held out) are the only images 
 on the same faces, each at its own input size, in fp32.
 
     python -m train.validate --run runs/vgg16-utkff --model runs/vgg16-utkff/model --model assets/models/vgg16
+
+With `--predictions DIR` it also writes each model's answers per face, as train.evaluate does (DIR/<k>/ for
+the k-th --model: predictions.csv for UTKFace, fairface/predictions.csv for FairFace), so that `python -m
+train.compare DIR/0 DIR/1` weighs two models face by face, with the noise of the validation split.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import numpy as np
 from model.hub import load_model
 from train.aligned import alignment_matrices
 from train.data import read_split_csv
-from train.evaluate import CACHE_DIR, label_arrays, predict_images
+from train.evaluate import CACHE_DIR, label_arrays, predict_images, write_predictions
 from train.images import load_images
 from train.metrics import AgeLabels, age_mae, gender_accuracy, group_table, range_accuracy, worst_band
 
@@ -92,13 +96,18 @@ def score(pred: dict, records) -> dict:
     return out
 
 
-def validate(run: Path, specs: list[str], crops: str | None = None) -> dict[str, dict[str, dict]]:
+PREDICTION_FOLDERS = {"utkface": ".", "fairface": "fairface"}  # where train.compare reads each source
+
+
+def validate(run: Path, specs: list[str], crops: str | None = None,
+             predictions: Path | None = None) -> dict[str, dict[str, dict]]:
     """{model spec: {source: score}} on the run's validation split. crops: "app" (each face found and aligned
-    as the app does, train/aligned.py) or "files" (as stored); default: as the run trained."""
+    as the app does, train/aligned.py) or "files" (as stored); default: as the run trained. predictions: also
+    write each model's per-face answers under predictions/<k>/ (see the module's docstring)."""
     records, matrices = validation_crops(run, crops)
     decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
-    for spec in specs:
+    for k, spec in enumerate(specs):
         model = load_model(spec)
         if model.image_size not in decoded:
             decoded[model.image_size] = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
@@ -108,8 +117,12 @@ def validate(run: Path, specs: list[str], crops: str | None = None) -> dict[str,
         results[spec] = {}
         for source in sorted(set(sources)):
             mask = sources == source
-            results[spec][source] = score({k: v[mask] for k, v in pred.items()},
-                                          [r for r, m in zip(kept, mask) if m])
+            source_pred, source_records = {k: v[mask] for k, v in pred.items()}, [r for r, m in zip(kept, mask) if m]
+            results[spec][source] = score(source_pred, source_records)
+            if predictions is not None and source in PREDICTION_FOLDERS:
+                folder = predictions / str(k) / PREDICTION_FOLDERS[source]
+                folder.mkdir(parents=True, exist_ok=True)
+                write_predictions(folder / "predictions.csv", source_records, source_pred)
     return results
 
 
@@ -120,8 +133,10 @@ def main(argv=None) -> None:
                         help="a model folder or spec (repeatable): e.g. RUN/model, assets/models/vgg16")
     parser.add_argument("--crops", choices=["app", "files"],
                         help="faces as the app finds and aligns them, or as stored (default: as the run trained)")
+    parser.add_argument("--predictions", type=Path, metavar="DIR",
+                        help="also write each model's per-face answers to DIR/<k>/, for train.compare")
     args = parser.parse_args(argv)
-    results = validate(args.run, args.model, args.crops)
+    results = validate(args.run, args.model, args.crops, args.predictions)
     for spec, by_source in results.items():
         for source, s in by_source.items():
             cells = [f"gender {s['gender_accuracy']:.2%}"]
