@@ -1,6 +1,7 @@
 """train.validate: models scored on a run's validation rows, per source, the way training scored them."""
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -64,12 +65,12 @@ def test_validation_predictions_feed_train_compare(run, tmp_path):
     """--predictions: each model's answers on the validation faces, in train.evaluate's format, so that
     train.compare weighs two candidates on validation; a model against itself shows no difference."""
     from train.compare import compare, measures_better
-    import csv
     shutil.copytree(run / "model", tmp_path / "other")
     main(["--run", str(run), "--model", str(run / "model"), "--model", str(tmp_path / "other"),
           "--predictions", str(tmp_path / "p")])
     counts = {source: c["n"] for source, c in
               json.loads((run / "data_report.json").read_text())["counts"]["val"]["by_source"].items()}
+
     def rows(path):
         with open(path, newline="") as f:
             return list(csv.DictReader(f))

@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from model.hub import load_model, write_bundle
+from model.nets import CALIBRATION_BUFFERS
 from train.data import read_split_csv, write_split_csv
 
 EVAL_FILES = ("metrics.json", "report.md", "confusion.png", "reliability.png", "age_scatter.png", "by_race.png",
@@ -108,9 +109,6 @@ def main(argv=None) -> None:
     print(f"bundled {args.model} with {args.eval} -> {args.to}")
 
 
-CALIBRATION_KEYS = ("gender_temperature", "gender_offset", "age_temperature")
-
-
 def record_shipped_calibration(dest: Path) -> None:
     """train_metrics.json says how the model trained, including the calibration fitted then; new weights of a
     recalibrated model carry another. Its temperatures and offset become the shipped weights' own, and what
@@ -120,9 +118,9 @@ def record_shipped_calibration(dest: Path) -> None:
     if not path.exists():
         return
     metrics, model = json.loads(path.read_text()), load_model(str(dest))
-    shipped = {key: round(float(getattr(model, key)), 4) for key in CALIBRATION_KEYS}
-    if "calibration_when_trained" not in metrics:
-        metrics["calibration_when_trained"] = {key: metrics.pop(key, None) for key in CALIBRATION_KEYS + ("age_warp",)}
+    shipped = {key: round(float(getattr(model, key)), 4) for key in CALIBRATION_BUFFERS if key != "age_warp"}
+    if "calibration_when_trained" not in metrics:  # the age warp is a table: the weights carry the shipped one
+        metrics["calibration_when_trained"] = {key: metrics.pop(key, None) for key in CALIBRATION_BUFFERS}
     path.write_text(json.dumps(metrics | shipped, indent=2) + "\n")
 
 

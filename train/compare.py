@@ -3,7 +3,8 @@
     python -m train.compare runs/cal/vgg16aug-eval runs/cal/scratch-eval
 
 Reads the `predictions.csv` that `train.evaluate` writes for UTKFace test (EVAL/) and FairFace val
-(EVAL/fairface/), or `train.validate --predictions` for the validation split, for the same faces (bundles keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
+(EVAL/fairface/), or `train.validate --predictions` for the validation split, for the same faces (bundles
+keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
 by a paired bootstrap over faces (both models scored on the same resampled faces). It says which model
 measures better on a figure only where the interval leaves out 0: a difference of a few faces in
 thousands is noise. This is how the app's default model is chosen (docs/results.md).
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from train.data import in_age_range
+from train.metrics import gender_correct
 
 BOOTSTRAPS = 2000
 LOWER_IS_BETTER = {"age MAE (y)"}
@@ -28,27 +30,26 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     if not rows:
         raise SystemExit(f"{path} has no predictions")
 
-    def column(name: str, empty: float = np.nan) -> np.ndarray:
-        return np.array([float(r[name]) if r.get(name) not in (None, "") else empty for r in rows])
+    def column(name: str) -> np.ndarray:
+        return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
     out = {"file": np.array([r["file"] for r in rows]), "gender": column("gender"), "p_female": column("p_female"),
            "pred_age": column("pred_age"), "age": column("age")}
     if "true_age_low" in rows[0]:
         out |= {"low": column("true_age_low"), "high": column("true_age_high")}
-    if "detection_on_found" in rows[0]:
-        out |= {"found": column("detection_on_found", 0), "e2e_p_female": column("detection_on_p_female")}
+    if "detection_on_p_female" in rows[0]:  # empty where no face was found: NaN
+        out["e2e_p_female"] = column("detection_on_p_female")
     return out
 
 
 def per_face_scores(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each figure as a per-face score whose mean is the figure (higher is better, but for LOWER_IS_BETTER)."""
-    female = p["gender"] == 1
-    scores = {"gender accuracy": ((p["p_female"] > 0.5) == female).astype(float)}
+    scores = {"gender accuracy": gender_correct(p["p_female"], p["gender"]).astype(float)}
     if "low" in p:  # FairFace: age ranges, and every image through the app
         scores["age-range accuracy"] = in_age_range(p["pred_age"], p["low"], p["high"]).astype(float)
     else:
         scores["age MAE (y)"] = np.abs(p["pred_age"] - p["age"])
-    if "found" in p:  # no face found counts as wrong, as in train.evaluate's end to end
-        scores["gender end to end"] = ((p["found"] == 1) & ((p["e2e_p_female"] > 0.5) == female)).astype(float)
+    if "e2e_p_female" in p:  # no face found counts as wrong, as in train.evaluate's end to end
+        scores["gender end to end"] = gender_correct(p["e2e_p_female"], p["gender"]).astype(float)
     return scores
 
 

@@ -11,10 +11,14 @@ import numpy as np
 from train.data import UNKNOWN, age_band, in_age_range, is_range_label, race_name
 
 
+def gender_correct(p_female: np.ndarray, gender: np.ndarray) -> np.ndarray:
+    """Per face: whether its gender is predicted right; a NaN prediction (no face found) is wrong."""
+    return ((p_female >= 0.5).astype(int) == gender) & ~np.isnan(p_female)
+
+
 def gender_accuracy(p_female: np.ndarray, gender: np.ndarray) -> float:
-    """Share of faces whose gender is predicted right; a NaN prediction (no face found) is wrong."""
-    correct = ((p_female >= 0.5).astype(int) == gender) & ~np.isnan(p_female)
-    return float(correct.mean()) if len(gender) else float("nan")
+    """Share of faces whose gender is predicted right (gender_correct)."""
+    return float(gender_correct(p_female, gender).mean()) if len(gender) else float("nan")
 
 
 def confusion(p_female: np.ndarray, gender: np.ndarray) -> list[list[int]]:

@@ -107,7 +107,7 @@ def validate(run: Path, specs: list[str], crops: str | None = None,
     records, matrices = validation_crops(run, crops)
     decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
-    for k, spec in enumerate(specs):
+    for index, spec in enumerate(specs):
         model = load_model(spec)
         if model.image_size not in decoded:
             decoded[model.image_size] = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
@@ -120,7 +120,7 @@ def validate(run: Path, specs: list[str], crops: str | None = None,
             source_pred, source_records = {k: v[mask] for k, v in pred.items()}, [r for r, m in zip(kept, mask) if m]
             results[spec][source] = score(source_pred, source_records)
             if predictions is not None and source in PREDICTION_FOLDERS:
-                folder = predictions / str(k) / PREDICTION_FOLDERS[source]
+                folder = predictions / str(index) / PREDICTION_FOLDERS[source]
                 folder.mkdir(parents=True, exist_ok=True)
                 write_predictions(folder / "predictions.csv", source_records, source_pred)
     return results
