@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from demo import video
+from model.gender import gender_name
 from model.imageio import BadImageError
 from demo.pipeline import DETECTORS, Pipeline
 from demo.videoio import VIDEO_SUFFIXES, BadVideoError
@@ -73,7 +74,7 @@ def video_rows(path: Path, result, per_frame: bool) -> list[dict]:
     """One row per person (or per face per analysed frame) with the file first."""
     if per_frame:
         return [{"file": str(path), **row.to_record(),
-                 "gender": "female" if row.p_female >= 0.5 else "male"} for row in result.rows]
+                 "gender": gender_name(row.p_female)} for row in result.rows]
     return [{"file": str(path), **person.to_record()} for person in result.people]
 
 

@@ -19,6 +19,7 @@ from model.cam import HEADS, explain
 from model.detect import Detection
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DETECTORS, FaceFinder, clip_box, cut_faces
 from model.fast import FastModel
+from model.gender import gender_confidence, gender_name
 from model.preprocess import batch_from_faces
 
 
@@ -38,13 +39,12 @@ class Face:
 
     @property
     def gender(self) -> str:
-        return "female" if self.p_female >= 0.5 else "male"
+        return gender_name(self.p_female)
 
     @property
     def gender_confidence(self) -> str:
         """The predicted gender with its probability, the one way the app shows it: "M 85%" is P(female) = 0.15."""
-        letter, p = ("F", self.p_female) if self.p_female >= 0.5 else ("M", 1 - self.p_female)
-        return f"{letter} {p:.0%}"
+        return gender_confidence(self.p_female)
 
     def label(self, interval: bool = True) -> str:
         """e.g. "F 97% · 31 y (26-36)": gender_confidence, then age with its 80% interval (left out with

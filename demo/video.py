@@ -32,6 +32,7 @@ from demo import render, videoio
 from model.imageio import BadImageError
 from demo.tracker import SMOOTHED, FaceTracker
 from model.age import AGE_BINS, age_interval, mean_age
+from model.gender import gender_confidence, gender_name
 
 THUMB_SIDE = 112  # px, the thumbnail of a person's sharpest frame
 VIDEO_DETECTOR = "full"  # whole frame (+ 2x2 tiles above 700 px) and small-face tiles, as for a photo
@@ -105,8 +106,7 @@ class Person:
 
     @property
     def gender_confidence(self) -> str:
-        letter, p = ("F", self.p_female) if self.p_female >= 0.5 else ("M", 1 - self.p_female)
-        return f"{letter} {p:.0%}"
+        return gender_confidence(self.p_female)
 
     def label(self) -> str:
         return f"{self.gender_confidence} · {self.age:.0f} y"
@@ -115,7 +115,7 @@ class Person:
         low, high = self.age_interval
         return {"track": self.track, "frames": self.frames, "first_s": round(self.first_s, 3),
                 "last_s": round(self.last_s, 3), "p_female": round(self.p_female, 4),
-                "gender": "female" if self.p_female >= 0.5 else "male", "age": round(self.age, 1),
+                "gender": gender_name(self.p_female), "age": round(self.age, 1),
                 "age_low": low, "age_high": high}
 
 

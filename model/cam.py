@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from model.fast import FastModel
+from model.gender import says_female
 
 HEADS = ("gender", "age")
 
@@ -49,7 +50,7 @@ class AgeTarget:
 def targets_for(head: str, predicted: dict[str, torch.Tensor]) -> list:
     """One target per face, explaining what the model predicted for it."""
     if head == "gender":
-        return [GenderTarget(bool(p > 0.5)) for p in predicted["p_female"]]
+        return [GenderTarget(says_female(float(p))) for p in predicted["p_female"]]
     if head == "age":
         return [AgeTarget(lo, hi) for lo, hi in zip(predicted["age_low"], predicted["age_high"])]
     raise ValueError(f"unknown CAM head {head!r}; choose from {HEADS}")

@@ -30,7 +30,7 @@ from train.aligned import alignment_matrices
 from train.augment import BatchAugment
 from train.evaluate import CACHE_DIR, split_csv_records
 from train.images import load_images
-from train.metrics import expected_calibration_error
+from train.metrics import expected_calibration_error, gender_accuracy
 
 SPLIT = Path(__file__).resolve().parents[1] / "assets" / "models" / "split.csv"
 
@@ -71,7 +71,7 @@ def combine(model, raw: torch.Tensor, rule: str) -> dict[str, np.ndarray]:
 
 def scores(pred: dict, gender: np.ndarray, age: np.ndarray) -> dict[str, float]:
     p = np.clip(pred["p_female"], 1e-6, 1 - 1e-6)
-    return {"gender accuracy": float(((p > 0.5) == gender).mean()),
+    return {"gender accuracy": gender_accuracy(p, gender),
             "log loss": float(-(gender * np.log(p) + (1 - gender) * np.log(1 - p)).mean()),
             "ECE": float(expected_calibration_error(p, gender)),
             "age MAE": float(np.abs(pred["age"] - age).mean()),

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.gender import says_female
 from train.data import UNKNOWN, age_band, in_age_range, is_range_label, race_name
 
 
 def gender_correct(p_female: np.ndarray, gender: np.ndarray) -> np.ndarray:
     """Per face: whether its gender is predicted right; a NaN prediction (no face found) is wrong."""
-    return ((p_female >= 0.5).astype(int) == gender) & ~np.isnan(p_female)
+    return (says_female(p_female).astype(int) == gender) & ~np.isnan(p_female)
 
 
 def gender_accuracy(p_female: np.ndarray, gender: np.ndarray) -> float:
@@ -23,7 +24,7 @@ def gender_accuracy(p_female: np.ndarray, gender: np.ndarray) -> float:
 
 def confusion(p_female: np.ndarray, gender: np.ndarray) -> list[list[int]]:
     """[[true male predicted male, true male predicted female], [true female -> male, true female -> female]]."""
-    pred = (p_female >= 0.5).astype(int)
+    pred = says_female(p_female).astype(int)
     return [[int(((gender == t) & (pred == p)).sum()) for p in (0, 1)] for t in (0, 1)]
 
 
@@ -40,7 +41,7 @@ def f1_weighted(p_female: np.ndarray, gender: np.ndarray) -> float:
 
 def reliability(p_female: np.ndarray, gender: np.ndarray, bins: int = 10) -> list[dict]:
     """Bins of confidence in the predicted class: count, mean confidence, accuracy (for ECE and the plot)."""
-    pred = (p_female >= 0.5).astype(int)
+    pred = says_female(p_female).astype(int)
     confidence = np.where(pred == 1, p_female, 1 - p_female)
     correct = pred == gender
     edges = np.linspace(0.5, 1.0, bins + 1)
