@@ -80,6 +80,13 @@ def test_validation_predictions_feed_train_compare(run, tmp_path):
     assert set(results) == {"UTKFace", "FairFace"}
     assert all(d["diff"] == 0 for figures in results.values() for d in figures.values())
     assert not measures_better(results)
+    # --flip-average: the same model, each face also seen mirrored, gives other answers in the same format
+    main(["--run", str(run), "--model", str(run / "model"), "--flip-average", "--predictions", str(tmp_path / "f")])
+    flipped = compare(tmp_path / "f" / "0", tmp_path / "p" / "0")
+    assert any(d["diff"] != 0 for figures in flipped.values() for d in figures.values())
+    plain, mirrored = (rows(tmp_path / name / "0" / "predictions.csv") for name in ("p", "f"))
+    assert [r["file"] for r in plain] == [r["file"] for r in mirrored]
+    assert any((a["p_female"], a["pred_age"]) != (b["p_female"], b["pred_age"]) for a, b in zip(plain, mirrored))
 
 
 def test_missing_validation_images_are_one_clear_message(run, tmp_path):
