@@ -73,15 +73,18 @@ def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings:
     `timings`, if given, gets the ms spent in the forward pass ("model") and on the maps ("cam")."""
     start = time.perf_counter()
     if isinstance(model, FastModel):
-        features, tail = model.features, model.tail
+        features, tail, mirror = model.features, model.tail, model.model.mirror_average
     else:
-        features, tail = model.split_at_cam_layer()
+        (features, tail), mirror = model.split_at_cam_layer(), model.mirror_average
+    n = len(batch)
     with torch.no_grad():  # the trunk below the CAM layer needs no backward at all (it may even be frozen)
-        act = features(batch)
+        act = features(torch.cat([batch, batch.flip(-1)]) if mirror else batch)
     # A fp32 leaf that requires grad: gradients stop here.
     act = act.float().requires_grad_(True)
     with torch.enable_grad():
         out = tail(act)
+        if mirror:  # the readouts are the two views' mean (model.nets.mirror_averaged), and so is the target
+            out = (out[:n] + out[n:]) / 2
     predicted = model.readouts(out)
     forward_done = time.perf_counter()
     size = (batch.shape[-1], batch.shape[-2])
@@ -90,7 +93,10 @@ def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings:
         score = sum(t(row) for t, row in zip(targets_for(head, predicted), out))
         (grads,) = torch.autograd.grad(score, act, retain_graph=True)
         weights = grads.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel weight = mean gradient
-        maps = (weights * act).sum(1).clamp(min=0).detach().numpy()
+        maps = (weights * act).sum(1).clamp(min=0).detach()
+        if mirror:  # each view's map of the averaged prediction, the mirror's turned back, summed
+            maps = maps[:n] + maps[n:].flip(-1)
+        maps = maps.numpy()
         # The library normalises once per layer and again after averaging layers: same here.
         cams[head] = _normalise(_normalise(maps, size))
     if timings is not None:

@@ -44,6 +44,8 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from model.nets import mirror_averaged
+
 PRECISIONS = ("auto", "bf16", "fp32")
 PRECISION_ENV = "FACE_PRECISION"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products (AVX-512) or bf16 tile matrix units (AMX)
@@ -110,8 +112,8 @@ class FastModel:
         return self.tail(self.features(batch))
 
     def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        """As `AgeGenderNet.predict`: calibrated readouts per face."""
-        return self.readouts(self(batch))
+        """As `AgeGenderNet.predict`: calibrated readouts per face (mirror-averaged where the model says so)."""
+        return self.readouts(mirror_averaged(self, batch) if self.model.mirror_average else self(batch))
 
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.readouts(out)

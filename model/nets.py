@@ -47,6 +47,15 @@ class TwoHeads(nn.Module):
         return torch.cat([self.gender(pooled), self.age(pooled)], dim=1)
 
 
+def mirror_averaged(forward, batch: torch.Tensor) -> torch.Tensor:
+    """forward's raw outputs averaged over each face and its mirror image (one call on both): how a model
+    with `mirror_average` reads a face. Measured on validation: better ages and gender for the scratch CNN
+    (docs/results.md, "Each face and its mirror image")."""
+    n = len(batch)
+    out = forward(torch.cat([batch, batch.flip(-1)]))
+    return (out[:n] + out[n:]) / 2
+
+
 # Buffers fitted on validation after training (train/calibrate.py), not learned by gradient descent.
 CALIBRATION_BUFFERS = ("gender_temperature", "gender_offset", "age_temperature", "age_warp")
 
@@ -57,8 +66,12 @@ class AgeGenderNet(nn.Module):
     arch: str
     image_size: int
 
-    def _init_common(self, image_size: int) -> None:
+    def _init_common(self, image_size: int, mirror_average: bool) -> None:
         self.image_size = image_size
+        # Read each face as the mean of its outputs and its mirror image's (test-time augmentation): a setting
+        # of the shipped model (config.json), chosen on validation, followed by predict, model/fast.py,
+        # Grad-CAM and the evaluation alike. False for a model trained here until it is chosen.
+        self.mirror_average = bool(mirror_average)
         # Temperature scaling for the gender probability, fitted on the validation split after training
         # (train/calibrate.py). A buffer, so it travels inside model.safetensors.
         self.register_buffer("gender_temperature", torch.ones(()))
@@ -94,7 +107,11 @@ class AgeGenderNet(nn.Module):
     @torch.no_grad()
     def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Normalised faces [N, 3, S, S] -> calibrated readouts per face (tensors of shape [N])."""
-        return self.readouts(self(batch))
+        return self.readouts(self.outputs(batch))
+
+    def outputs(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw outputs as the model reads a face: forward, or its mirror average where the model says so."""
+        return mirror_averaged(self, batch) if self.mirror_average else self(batch)
 
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""
@@ -127,12 +144,12 @@ class ScratchNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     """
 
     def __init__(self, arch: str = "scratch", image_size: int = 64, widths: tuple | list = (16, 32, 64, 128, 256),
-                 dropout: float = 0.1, head_dropout: float = 0.3, hidden: int = 128):
+                 dropout: float = 0.1, head_dropout: float = 0.3, hidden: int = 128, mirror_average: bool = False):
         super().__init__()
         if arch != "scratch":
             raise ValueError(f"ScratchNet config says arch={arch!r}")
         self.arch = arch
-        self._init_common(image_size)
+        self._init_common(image_size, mirror_average)
         channels = [3, *widths]
         self.trunk = nn.Sequential(*[conv_block(a, b, dropout) for a, b in zip(channels, channels[1:])])
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -188,7 +205,7 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
     """
 
     def __init__(self, arch: str = "vgg16", image_size: int = 128, tuned_blocks: int = 1,
-                 head_dropout: float = 0.4, hidden: int = 256):
+                 head_dropout: float = 0.4, hidden: int = 256, mirror_average: bool = False):
         super().__init__()
         if arch != "vgg16":
             raise ValueError(f"VGGNet config says arch={arch!r}")
@@ -196,7 +213,7 @@ class VGGNet(AgeGenderNet, PyTorchModelHubMixin, **hub_kwargs()):
             raise ValueError("tuned_blocks must be 0..5")
         self.arch = arch
         self.tuned_blocks = tuned_blocks
-        self._init_common(image_size)
+        self._init_common(image_size, mirror_average)
         features = vgg16_features()
         split = VGG_BLOCK_STARTS[5 - tuned_blocks] if tuned_blocks else 30
         self.frozen = features[:split]

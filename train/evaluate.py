@@ -6,8 +6,10 @@
 Writes RUN/eval/ (or OUT/) for the split's UTKFace test rows: metrics.json, report.md, predictions.csv and PNG
 plots (confusion matrix, reliability diagram, predicted-vs-true age, per-race and per-age-band bars). The test
 split is never used for any choice made during training; the gender temperature was fitted on the validation
-split. Other splits and --flip-average (test-time augmentation, a what-if not used by the app) write to their
-own folder, e.g. RUN/eval-val-flip/, so they never replace the test report that is shipped.
+split. Each face is read as the app reads it: averaged with its mirror image where the model's config says
+`mirror_average`. Other splits and --flip-average (mirroring forced on for a model that does not use it, a
+what-if) write to their own folder, e.g. RUN/eval-val-flip/, so they never replace the test report that is
+shipped.
 
 FairFace's validation set (--fairface DIR, else $FACE_FAIRFACE_DIR, else ~/.cache/face-age-gender/fairface
 when present) is a second, differently collected source, labelled with age ranges. It goes to .../fairface/:
@@ -39,7 +41,7 @@ from tqdm import tqdm
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
 from model.fast import FastModel
 from model.imageio import BadImageError, load_image
-from model.nets import AgeGenderNet, split_output
+from model.nets import AgeGenderNet, mirror_averaged, split_output
 from model.preprocess import batch_from_faces, normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
@@ -110,16 +112,18 @@ def crop_images(records, image_size: int, crops: str) -> tuple[torch.Tensor, lis
 
 @torch.no_grad()
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
-                   flip_average: bool = False, precision: str | None = None,
+                   flip_average: bool | None = None, precision: str | None = None,
                    keep_probs: bool = False) -> dict[str, np.ndarray]:
-    """flip_average: average each face's output logits with its mirror image's (two forward passes).
+    """flip_average: average each face's output logits with its mirror image's (two forward passes); None:
+    as the model reads faces in the app (its `mirror_average`).
     precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "auto" = the app's
     fast path (model/fast.py) at that precision. keep_probs: also return the age distributions."""
     forward = model if precision is None else FastModel(model, precision)
+    flip_average = model.mirror_average if flip_average is None else flip_average
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
         batch = norm(images[start:start + batch_size])
-        raw = (forward(batch) + forward(batch.flip(-1))) / 2 if flip_average else forward(batch)
+        raw = mirror_averaged(forward, batch) if flip_average else forward(batch)
         out = model.readouts(raw)
         out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
         parts.append({k: v.numpy() for k, v in out.items() if keep_probs or k != "age_probs"})
@@ -131,14 +135,14 @@ def label_arrays(records) -> dict[str, np.ndarray]:
             for name in ("gender", "age", "race", "age_low", "age_high")}
 
 
-def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_average: bool,
+def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_average: bool | None,
                   precision: str | None = None) -> dict:
     """all_metrics for decoded records and their predictions, plus the uncalibrated ECE and the model."""
     y = label_arrays(records)
     metrics = all_metrics(pred["p_female"], y["gender"], pred["age"], y["age"], y["race"], pred["age_low"],
                           pred["age_high"], y["age_low"], y["age_high"])
     metrics["split"] = split
-    metrics["flip_average"] = flip_average
+    metrics["flip_average"] = model.mirror_average if flip_average is None else flip_average
     metrics["precision"] = precision or "fp32 (reference)"
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
                         "gender_temperature": float(model.gender_temperature),
@@ -204,7 +208,7 @@ def race_stratified_subset(records, limit: int, seed: int = 0) -> list:
 
 
 def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int = 0, seed: int = 0,
-                      flip_average: bool = False, end_to_end: bool = True, command: str = "",
+                      flip_average: bool | None = None, end_to_end: bool = True, command: str = "",
                       precision: str | None = None, crops: str = "app") -> dict:
     """FairFace's validation set -> out/: the model on the crops (read as training reads FairFace), and
     with end_to_end the demo's path with detection on and off. Returns the metrics written."""
@@ -267,12 +271,12 @@ def fairface_summary(m: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- UTKFace
 
-def eval_dir(run: Path, split: str = "test", flip_average: bool = False, precision: str | None = None) -> Path:
+def eval_dir(run: Path, split: str = "test", flip_average: bool | None = None, precision: str | None = None) -> Path:
     return run / "-".join(["eval"] + ([split] if split != "test" else []) + (["flip"] if flip_average else [])
                           + ([precision] if precision else []))
 
 
-def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "test", flip_average: bool = False,
+def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "test", flip_average: bool | None = None,
                      title: str = "", data: str = "", command: str = "", fairface: Path | None = None,
                      limit: int = 0, end_to_end: bool = True, fairface_note: str = "",
                      precision: str | None = None, crops: str = "app") -> dict:
@@ -304,7 +308,7 @@ def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "t
     return metrics
 
 
-def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fairface: Path | None = None,
+def evaluate_run(run: Path, split: str = "test", flip_average: bool | None = None, fairface: Path | None = None,
                  limit: int = 0, end_to_end: bool = True, command: str = "", fairface_note: str = "",
                  precision: str | None = None, crops: str = "app") -> dict:
     """A training run on its split's UTKFace rows -> RUN/eval*/ (and FairFace val when `fairface` is given)."""
@@ -319,7 +323,7 @@ def evaluate_run(run: Path, split: str = "test", flip_average: bool = False, fai
 
 
 def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, split: str = "test",
-                       flip_average: bool = False, fairface: Path | None = None, limit: int = 0,
+                       flip_average: bool | None = None, fairface: Path | None = None, limit: int = 0,
                        end_to_end: bool = True, cache_dir: Path = CACHE_DIR, command: str = "",
                        fairface_note: str = "", precision: str | None = None, crops: str = "app") -> dict:
     """A model folder (e.g. assets/models/scratch) on a published split.csv's UTKFace rows -> out/."""
@@ -383,8 +387,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="with --model: the output folder")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the UTKFace archive is extracted")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--flip-average", action="store_true",
-                        help="average each face's output with its mirror image's (a what-if: the app does not)")
+    parser.add_argument("--flip-average", action="store_true", default=None,
+                        help="average each face's output with its mirror image's even where the model does not "
+                             "(default: as the model's config says, as the app does)")
     parser.add_argument("--fairface", type=Path, default=None,
                         help=f"FairFace folder (fairface_label_val.csv + images); default ${FAIRFACE_ENV}, else "
                              f"{DEFAULT_FAIRFACE} if present")
