@@ -80,6 +80,9 @@ def model_section(name: str, metrics: dict | None, data_report: dict | None = No
         lines.append("\n*No evaluation results are bundled with this model.*")
         return "\n".join(lines)
     gender, age = block["gender"], block["age"]
+    if metrics.get("flip_average"):
+        lines.append("It reads each face twice, as it is and mirrored, and averages the two: better on validation "
+                     "than one reading, at twice the compute. The figures below were measured that way.")
     lines.append(f"\nMeasured on the held-out UTKFace {block.get('split', 'test')} split ({block.get('n', '?')} "
                  f"faces): gender accuracy **{gender['accuracy']:.1%}**, age mean absolute error "
                  f"**{age['mae']:.1f} years** ({age.get('cs5', float('nan')):.0%} of faces within 5 years).")

@@ -77,3 +77,8 @@ def test_model_section_and_card_say_how_long_and_on_what_the_model_trained(tmp_p
     (run / "metrics.json").write_text(json.dumps(trained[0] | {"epochs_run": 1}))
     card = model_card(run)
     assert "Trained for 1 epoch (48 min on AMD EPYC, 2 cores)." in card
+
+
+def test_model_section_says_when_faces_are_read_with_their_mirror_image():
+    assert "mirrored" not in model_section("vgg16", METRICS, BOTH)
+    assert "as it is and mirrored" in model_section("vgg16", METRICS | {"flip_average": True}, BOTH)

@@ -96,6 +96,14 @@ def test_card_text_covers_use_data_licence_fairness_and_limits(tmp_path):
     assert "| `lr` | `0.003` |" in text
 
 
+def test_card_says_when_the_model_reads_each_face_with_its_mirror_image(tmp_path):
+    run = make_run(tmp_path)
+    assert "mirrored left to right" not in ModelCard(model_card(run)).text
+    config = json.loads((run / "model" / "config.json").read_text()) | {"mirror_average": True}
+    (run / "model" / "config.json").write_text(json.dumps(config))
+    assert "mirrored left to right, and the two outputs are\naveraged" in ModelCard(model_card(run)).text
+
+
 def test_card_without_evaluation(tmp_path):
     run = make_run(tmp_path)
     for path in (run / "eval").iterdir():
