@@ -26,18 +26,19 @@ PURGE_AFTER_S = 8  # the test app deletes uploads this soon (120 s in real use),
 
 
 def write_random_models(folder: Path) -> dict[str, Path]:
-    """Seeded random-weight models; the scratch one also gets an eval/metrics.json (of random predictions,
-    in train/evaluate.py's format) so the About tab's numbers are exercised."""
+    """Seeded random-weight models with the shipped models' configs (input size, mirrored reading), so the app
+    runs the shipped path at the shipped cost; the scratch one also gets an eval/metrics.json (of random
+    predictions, in train/evaluate.py's format) so the About tab's numbers are exercised."""
     import numpy as np
     import torch
 
-    from model.hub import write_bundle
-    from model.nets import ScratchNet, VGGNet
+    from model.hub import ASSETS_DIR, write_bundle
+    from model.nets import build_model
     from train.metrics import all_metrics
 
     torch.manual_seed(0)
-    models = {"scratch": write_bundle(ScratchNet(), folder / "scratch"),
-              "vgg16": write_bundle(VGGNet(), folder / "vgg16")}
+    models = {name: write_bundle(build_model(**json.loads((ASSETS_DIR / name / "config.json").read_text())),
+                                 folder / name) for name in ("scratch", "vgg16")}
     rng = np.random.default_rng(0)
     n = 400
     metrics = all_metrics(rng.random(n), rng.integers(0, 2, n), rng.uniform(1, 90, n), rng.integers(1, 90, n),
@@ -103,7 +104,7 @@ def serving(options: list[str], temp_dir: Path, log: Path) -> Iterator[str]:
 def app_url(app_models, app_temp_dir, tmp_path_factory) -> str:
     """Base URL of the running app (torn down after the session)."""
     options = ["--scratch-spec", str(app_models["scratch"]), "--vgg16-spec", str(app_models["vgg16"]),
-               "--model", "scratch",  # the tests start on the light model and switch to VGG16 where they test it
+               "--model", "scratch",  # the default, named so the tests do not depend on it; they switch to VGG16
                "--purge-after", str(PURGE_AFTER_S)]
     with serving(options, app_temp_dir, tmp_path_factory.mktemp("app") / "app.log") as url:
         yield url

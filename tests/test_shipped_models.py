@@ -39,9 +39,9 @@ def test_real_photos_end_to_end(shipped, shared_dir):
     pipeline = Pipeline(shipped)
     (man,) = pipeline(shared_dir / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg").faces  # 51 in 2014
     assert man.p_female < 0.5 and 30 <= man.age <= 70 and man.age_low <= man.age <= man.age_high
-    # Eileen Collins' NASA portrait and Grace Hopper. Both models call Eileen Collins female; VGG16, the default
-    # since it measures best on both evaluation sets, calls Grace Hopper male (p_female 0.01), a miss the README's
-    # limits and docs/results.md name; the scratch CNN calls both female (0.74 and 0.78 when it was shipped).
+    # Eileen Collins' NASA portrait and Grace Hopper. Both models call Eileen Collins female; VGG16 calls Grace
+    # Hopper male (p_female 0.01), a miss the README's limits and docs/results.md name; the scratch CNN, the
+    # default, calls both female (0.74 and 0.78 when it was shipped).
     (woman,) = pipeline(ROOT / "assets" / "examples" / "astronaut.jpg").faces
     (admiral,) = pipeline(ROOT / "assets" / "examples" / "grace_hopper.jpg").faces
     assert 25 <= woman.age <= 65 and admiral.age >= 55
