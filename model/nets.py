@@ -49,7 +49,7 @@ class TwoHeads(nn.Module):
 
 def mirror_averaged(forward, batch: torch.Tensor) -> torch.Tensor:
     """forward's raw outputs averaged over each face and its mirror image (one call on both): how a model
-    with `mirror_average` reads a face. Measured on validation: better ages and gender for the scratch CNN
+    with `mirror_average` reads a face. Measured on validation: better ages and gender for both shipped models
     (docs/results.md, "Each face and its mirror image")."""
     n = len(batch)
     out = forward(torch.cat([batch, batch.flip(-1)]))

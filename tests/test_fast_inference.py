@@ -10,6 +10,7 @@ import model.fast
 from demo.pipeline import Pipeline
 from model.cam import explain
 from model.fast import FastModel, bf16_features, resolve_precision
+from model.gender import says_female
 from model.nets import ScratchNet, VGGNet
 from model.preprocess import normalize
 from test_shipped_models import shipped  # noqa: F401  (fixture: the bundled models)
@@ -113,7 +114,7 @@ def test_bf16_agrees_with_fp32_on_200_test_faces(both_paths):
     age = np.array([r.age for r in kept])
     assert len(kept) == (200 if bf16_features() else 200 // EMULATED_STEP)
     print(f"{arch}: {len(kept)} faces")
-    assert np.mean((fp32["p_female"] > 0.5) == (bf16["p_female"] > 0.5)) >= 0.995
+    assert np.mean(says_female(fp32["p_female"]) == says_female(bf16["p_female"])) >= 0.995
     assert np.abs(fp32["age"] - bf16["age"]).mean() <= 0.3
     # No separate bound on the gender accuracy: the agreement bound above caps its move at one face (0.5 points
     # of 200). The bound under one face it had (0.2 points) forbade the flip that bound allows, and failed on the
@@ -123,12 +124,17 @@ def test_bf16_agrees_with_fp32_on_200_test_faces(both_paths):
 
 def test_bf16_grad_cam_maps_match_fp32_ones(both_paths):
     """On 50 of the faces (every 4th: all ages; the 8 where bf16 is emulated), each head's maps correlate with the
-    fp32 ones at >= 0.98 on average."""
+    fp32 ones at >= 0.98 on average, where both paths made the same gender call. A face whose call bf16 flips
+    (p_female near 0.5; test_bf16_agrees_with_fp32_on_200_test_faces allows one in 200) is explained for the
+    other class: its gender map is another map (VGG16 read mirrored: correlation -0.23 on one such face)."""
     _, _, results = both_paths
+    step = 4 if len(results["fp32"][1]["gender"]) == 200 else 1  # 50 faces (8 where bf16 is emulated)
+    (fp32_readouts, _), (bf16_readouts, _) = results["fp32"], results["bf16"]
+    same_call = (says_female(fp32_readouts["p_female"]) == says_female(bf16_readouts["p_female"]))[::step]
+    assert same_call.sum() >= len(same_call) - 1
     for head in ("gender", "age"):
-        step = 4 if len(results["fp32"][1][head]) == 200 else 1  # 50 faces (8 where bf16 is emulated)
-        fp32, bf16 = (results[name][1][head][::step] for name in ("fp32", "bf16"))
-        assert len(fp32) == (50 if bf16_features() else 200 // EMULATED_STEP) and bf16.shape == fp32.shape
+        fp32, bf16 = (results[name][1][head][::step][same_call] for name in ("fp32", "bf16"))
+        assert len(same_call) == (50 if bf16_features() else 200 // EMULATED_STEP) and bf16.shape == fp32.shape
         correlations = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(fp32, bf16)]
         print(f"{head}: correlation mean {np.mean(correlations):.4f}, min {min(correlations):.4f}, "
               f"{np.mean(np.array(correlations) >= 0.98):.0%} >= 0.98")
