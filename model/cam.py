@@ -22,6 +22,7 @@ import torch
 
 from model.fast import FastModel
 from model.gender import says_female
+from model.nets import mean_of_views, with_mirrors
 
 HEADS = ("gender", "age")
 
@@ -78,13 +79,13 @@ def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings:
         (features, tail), mirror = model.split_at_cam_layer(), model.mirror_average
     n = len(batch)
     with torch.no_grad():  # the trunk below the CAM layer needs no backward at all (it may even be frozen)
-        act = features(torch.cat([batch, batch.flip(-1)]) if mirror else batch)
+        act = features(with_mirrors(batch) if mirror else batch)
     # A fp32 leaf that requires grad: gradients stop here.
     act = act.float().requires_grad_(True)
     with torch.enable_grad():
         out = tail(act)
-        if mirror:  # the readouts are the two views' mean (model.nets.mirror_averaged), and so is the target
-            out = (out[:n] + out[n:]) / 2
+        if mirror:  # the readouts are the two views' mean (model.nets.read_outputs), and so is the target
+            out = mean_of_views(out)
     predicted = model.readouts(out)
     forward_done = time.perf_counter()
     size = (batch.shape[-1], batch.shape[-2])

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from model.nets import mirror_averaged
+from model.nets import read_outputs
 
 PRECISIONS = ("auto", "bf16", "fp32")
 PRECISION_ENV = "FACE_PRECISION"
@@ -113,7 +113,7 @@ class FastModel:
 
     def predict(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """As `AgeGenderNet.predict`: calibrated readouts per face (mirror-averaged where the model says so)."""
-        return self.readouts(mirror_averaged(self, batch) if self.model.mirror_average else self(batch))
+        return self.readouts(read_outputs(self, batch, self.model.mirror_average))
 
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.readouts(out)

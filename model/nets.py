@@ -47,13 +47,22 @@ class TwoHeads(nn.Module):
         return torch.cat([self.gender(pooled), self.age(pooled)], dim=1)
 
 
-def mirror_averaged(forward, batch: torch.Tensor) -> torch.Tensor:
-    """forward's raw outputs averaged over each face and its mirror image (one call on both): how a model
-    with `mirror_average` reads a face. Measured on validation: better ages and gender for both shipped models
-    (docs/results.md, "Each face and its mirror image")."""
-    n = len(batch)
-    out = forward(torch.cat([batch, batch.flip(-1)]))
+def with_mirrors(batch: torch.Tensor) -> torch.Tensor:
+    """[N, ...] faces -> [2N, ...]: the faces, then each mirrored left to right (one forward pass reads both)."""
+    return torch.cat([batch, batch.flip(-1)])
+
+
+def mean_of_views(out: torch.Tensor) -> torch.Tensor:
+    """[2N, ...] outputs of `with_mirrors(batch)` -> [N, ...]: each face's mean over its two views."""
+    n = len(out) // 2
     return (out[:n] + out[n:]) / 2
+
+
+def read_outputs(forward, batch: torch.Tensor, mirror: bool) -> torch.Tensor:
+    """forward's raw outputs for a batch of faces; with mirror, each face's mean over itself and its mirror
+    image: how a model with `mirror_average` reads a face. Measured on validation: better ages and gender for
+    both shipped models (docs/results.md, "Each face and its mirror image")."""
+    return mean_of_views(forward(with_mirrors(batch))) if mirror else forward(batch)
 
 
 # Buffers fitted on validation after training (train/calibrate.py), not learned by gradient descent.
@@ -111,7 +120,7 @@ class AgeGenderNet(nn.Module):
 
     def outputs(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw outputs as the model reads a face: forward, or its mirror average where the model says so."""
-        return mirror_averaged(self, batch) if self.mirror_average else self(batch)
+        return read_outputs(self, batch, self.mirror_average)
 
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""

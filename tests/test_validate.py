@@ -87,6 +87,11 @@ def test_validation_predictions_feed_train_compare(run, tmp_path):
     plain, mirrored = (rows(tmp_path / name / "0" / "predictions.csv") for name in ("p", "f"))
     assert [r["file"] for r in plain] == [r["file"] for r in mirrored]
     assert any((a["p_female"], a["pred_age"]) != (b["p_female"], b["pred_age"]) for a, b in zip(plain, mirrored))
+    # a model whose config says mirror_average is read that way without the flag, as the app reads it
+    from train.mirror import main as mirror_main
+    mirror_main(["--model", str(run / "model"), "--out", str(tmp_path / "mirror")])
+    main(["--run", str(run), "--model", str(tmp_path / "mirror"), "--predictions", str(tmp_path / "m")])
+    assert rows(tmp_path / "m" / "0" / "predictions.csv") == mirrored
 
 
 def test_missing_validation_images_are_one_clear_message(run, tmp_path):

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
 from model.fast import FastModel
 from model.imageio import BadImageError, load_image
-from model.nets import AgeGenderNet, mirror_averaged, split_output
+from model.nets import AgeGenderNet, read_outputs, split_output
 from model.preprocess import batch_from_faces, normalize
 from train import plots
 from train.checkpoint import atomic_write_json, atomic_write_text
@@ -123,7 +123,7 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
     norm, parts = normalize(), []
     for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
         batch = norm(images[start:start + batch_size])
-        raw = mirror_averaged(forward, batch) if flip_average else forward(batch)
+        raw = read_outputs(forward, batch, flip_average)
         out = model.readouts(raw)
         out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
         parts.append({k: v.numpy() for k, v in out.items() if keep_probs or k != "age_probs"})

@@ -10,8 +10,10 @@ on the same faces, each at its own input size, in fp32.
 With `--predictions DIR` it also writes each model's answers per face, as train.evaluate does (DIR/<k>/ for
 the k-th --model: predictions.csv for UTKFace, fairface/predictions.csv for FairFace), so that `python -m
 train.compare DIR/0 DIR/1` weighs two models face by face, with the noise of the validation split.
-`--flip-average` scores each face as the mean of its own and its mirror image's outputs (test-time
-augmentation, as train.evaluate's option): run once with and once without it to weigh what mirroring buys.
+Each model reads faces as the app does (mirrored where its config says `mirror_average`). `--flip-average`
+scores each face as the mean of its own and its mirror image's outputs even where the model does not
+(test-time augmentation, as train.evaluate's option): run a plain model once with and once without it to
+weigh what mirroring buys.
 """
 from __future__ import annotations
 
@@ -102,11 +104,11 @@ PREDICTION_FOLDERS = {"utkface": ".", "fairface": "fairface"}  # where train.com
 
 
 def validate(run: Path, specs: list[str], crops: str | None = None, predictions: Path | None = None,
-             flip_average: bool = False) -> dict[str, dict[str, dict]]:
+             flip_average: bool | None = None) -> dict[str, dict[str, dict]]:
     """{model spec: {source: score}} on the run's validation split. crops: "app" (each face found and aligned
     as the app does, train/aligned.py) or "files" (as stored); default: as the run trained. predictions: also
     write each model's per-face answers under predictions/<k>/ (see the module's docstring). flip_average:
-    each face's outputs averaged with its mirror image's."""
+    each face's outputs averaged with its mirror image's (None: as the model's config says)."""
     records, matrices = validation_crops(run, crops)
     decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
@@ -138,8 +140,9 @@ def main(argv=None) -> None:
                         help="faces as the app finds and aligns them, or as stored (default: as the run trained)")
     parser.add_argument("--predictions", type=Path, metavar="DIR",
                         help="also write each model's per-face answers to DIR/<k>/, for train.compare")
-    parser.add_argument("--flip-average", action="store_true",
-                        help="average each face's outputs with its mirror image's (test-time augmentation)")
+    parser.add_argument("--flip-average", action="store_true", default=None,
+                        help="average each face's outputs with its mirror image's even where the model does not "
+                             "(default: as the model's config says, as the app does)")
     args = parser.parse_args(argv)
     results = validate(args.run, args.model, args.crops, args.predictions, args.flip_average)
     for spec, by_source in results.items():
