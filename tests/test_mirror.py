@@ -67,3 +67,7 @@ def test_gradcam_of_a_mirror_model_is_mirror_symmetric_on_a_symmetric_face(mirro
 def test_mirror_command_refuses_a_folder_that_is_not_a_model(tmp_path):
     with pytest.raises(SystemExit, match="is not a model folder"):
         mirror_main(["--model", str(tmp_path), "--out", str(tmp_path / "out")])
+    (tmp_path / "config.json").write_text('{"arch": "scratch"}')
+    with pytest.raises(SystemExit, match="has no model.safetensors"):
+        mirror_main(["--model", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

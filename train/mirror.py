@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from model.hub import load_model
+from model.hub import ModelLoadError, load_model
 from model.nets import build_model
 from train.checkpoint import save_model_dir
 
@@ -35,7 +35,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if not (args.model / "config.json").is_file():
         raise SystemExit(f"{args.model} is not a model folder (no config.json)")
-    save_model_dir(with_mirror_average(args.model, not args.off), args.out)
+    try:
+        model = with_mirror_average(args.model, not args.off)
+    except ModelLoadError as error:  # missing, corrupt or mismatched weights: one sentence, no traceback
+        raise SystemExit(str(error)) from None
+    save_model_dir(model, args.out)
     print(f"written: {args.out} (mirror_average {not args.off})")
 
 
