@@ -105,13 +105,14 @@ def test_missing_validation_images_are_one_clear_message(run, tmp_path):
 
 
 def test_a_folder_that_is_not_a_run_is_one_clear_message(tmp_path, capsys):
-    """The commands that read a run's validation split (train.validate, fit_age_warp, fit_gender_offset) say
-    what is missing."""
-    from train import fit_age_warp, fit_gender_offset
+    """The commands that read a run's validation split (train.validate, fit_age_warp, fit_gender_offset,
+    recalibrate) say what is missing."""
+    from train import fit_age_warp, fit_gender_offset, recalibrate
     out = ["--out", str(tmp_path / "out")]
     for command in (lambda: main(["--run", str(tmp_path), "--model", "scratch"]),
                     lambda: fit_age_warp.main(["--run", str(tmp_path), "--model", "scratch"] + out),
-                    lambda: fit_gender_offset.main(["--run", str(tmp_path), "--model", "scratch"] + out)):
+                    lambda: fit_gender_offset.main(["--run", str(tmp_path), "--model", "scratch"] + out),
+                    lambda: recalibrate.main(["--run", str(tmp_path), "--model", "scratch"] + out)):
         with pytest.raises(SystemExit, match="is not a training run: it has no data_report.json or split.csv"):
             command()
     assert not (tmp_path / "out").exists()
@@ -129,3 +130,45 @@ def test_fit_gender_offset_writes_the_model_with_what_it_printed(run, capsys, tm
     # only the offset may differ from the model it corrected
     assert all(torch.equal(v, original.state_dict()[k]) for k, v in corrected.state_dict().items()
                if k != "gender_offset")
+
+
+def test_recalibrate_fits_what_the_run_fitted_and_refits_a_mirrored_model(run, capsys, tmp_path):
+    """train.recalibrate fits the calibration with the code a run ends with: on the run's own model it finds the
+    run's values again; on the same model reading faces mirrored it fits other values, from those readings."""
+    from model.hub import load_model
+    from train import recalibrate
+    from train.calibrate import calibration_of
+    from train.mirror import main as mirror_main
+
+    def recalibrated(model_dir, out):
+        recalibrate.main(["--run", str(run), "--model", str(model_dir), "--out", str(out)])
+        lines = capsys.readouterr().out.splitlines()
+        held = [line for line in lines if line.startswith("held-out half,")]
+        assert len(held) == 4 and sum("the model's own" in line for line in held) == 2, held
+        assert sum("utkface" in line and "80% covers" in line for line in held) == 2
+        return json.loads(next(line for line in lines if line.startswith("{"))), load_model(str(out))
+
+    original = load_model(str(run / "model"))
+    printed, again = recalibrated(run / "model", tmp_path / "again")
+    run_fit, refit = calibration_of(original), calibration_of(again)
+    for name in ("gender_temperature", "gender_offset", "age_temperature"):
+        assert refit[name] == pytest.approx(run_fit[name], abs=1e-3), name
+        assert printed["fitted"][name] == pytest.approx(refit[name], abs=1e-6), name
+    assert torch.allclose(refit["age_warp"], run_fit["age_warp"], atol=1e-2)
+    # only calibration buffers may differ from the model it recalibrated
+    from model.nets import CALIBRATION_BUFFERS
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in again.state_dict().items()
+               if k not in CALIBRATION_BUFFERS)
+
+    mirror_main(["--model", str(run / "model"), "--out", str(tmp_path / "mirror")])
+    printed, mirrored = recalibrated(tmp_path / "mirror", tmp_path / "mirror-recal")
+    assert printed["mirror_average"] and mirrored.mirror_average
+    # fitted on the mirrored readings: the gender temperature is the one fit_temperature gives them
+    from train.calibrate import fit_temperature
+    from train.evaluate import label_arrays, raw_outputs
+    from train.validate import validation_images
+    images, records = validation_images(run, None, original.image_size)
+    logit = raw_outputs(original, images, mirror=True)[:, 0]
+    gender = torch.from_numpy(label_arrays(records)["gender"]).long()
+    assert float(mirrored.gender_temperature) == pytest.approx(fit_temperature(logit, gender), abs=1e-5)
+    assert float(mirrored.gender_temperature) != pytest.approx(float(original.gender_temperature), abs=1e-3)

@@ -227,3 +227,32 @@ def inverse_piecewise_linear(values: np.ndarray, knots: np.ndarray, at_knots: np
     x[low] = knots[0] + (values[low] - at_knots[0]) * (knots[1] - knots[0]) / (at_knots[1] - at_knots[0])
     x[high] = knots[-1] + (values[high] - at_knots[-1]) * (knots[-1] - knots[-2]) / (at_knots[-1] - at_knots[-2])
     return x
+
+
+# ------------------------------------------------------------------------------------------- all of it at once
+
+def fit_calibration(gender_logit: torch.Tensor, age_logits: torch.Tensor, labels: dict, records) -> dict:
+    """Every calibration buffer of a model (model/nets.py CALIBRATION_BUFFERS) fitted on its raw validation
+    outputs: the gender temperature, then the offset on the scaled logit, the age temperature and warp.
+    labels: {"gender", "age", "age_low", "age_high"} tensors of those faces; records: their records (sources,
+    bands). What a training run does after its last epoch (train.train.finish) and train.recalibrate later."""
+    gender_logit, gender = gender_logit.detach().float().cpu(), labels["gender"].cpu()
+    temperature = fit_temperature(gender_logit, gender)
+    age = fit_age_calibration(age_logits, labels["age"], labels["age_low"], labels["age_high"], records)
+    offset = fit_gender_offset((gender_logit / temperature).numpy(), gender.numpy(), [r.source for r in records])
+    return {"gender_temperature": temperature, "gender_offset": offset, "age_temperature": age["temperature"],
+            "age_warp": age["warp"], "age_temperature_fitted_to": age["fitted_to"], "age_warp_knots": age["warp_knots"]}
+
+
+def calibration_of(model) -> dict:
+    """The calibration a model carries, in fit_calibration's keys (a copy: setting another leaves it alone)."""
+    return {"gender_temperature": float(model.gender_temperature), "gender_offset": float(model.gender_offset),
+            "age_temperature": float(model.age_temperature), "age_warp": model.age_warp.detach().clone()}
+
+
+def set_calibration(model, fitted: dict) -> None:
+    """Write fit_calibration's (or calibration_of's) values into the model's buffers."""
+    model.gender_temperature.fill_(fitted["gender_temperature"])
+    model.gender_offset.fill_(fitted["gender_offset"])
+    model.age_temperature.fill_(fitted["age_temperature"])
+    model.age_warp.copy_(fitted["age_warp"])

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
 from model.fast import FastModel
 from model.imageio import BadImageError, load_image
+from model.age import AGE_BINS
 from model.nets import AgeGenderNet, read_outputs, split_output
 from model.preprocess import batch_from_faces, normalize
 from train import plots
@@ -111,6 +112,15 @@ def crop_images(records, image_size: int, crops: str) -> tuple[torch.Tensor, lis
 
 
 @torch.no_grad()
+def raw_outputs(forward, images: torch.Tensor, mirror: bool, batch_size: int = 128) -> torch.Tensor:
+    """forward's raw outputs [N, 1 + AGE_BINS] for decoded faces, each read as model.nets.read_outputs reads
+    it (mirror: the mean over the face and its mirror image). Before any calibration: what it is fitted on."""
+    norm = normalize()
+    parts = [read_outputs(forward, norm(images[start:start + batch_size]), mirror)
+             for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False)]
+    return torch.cat(parts).float() if parts else torch.zeros(0, 1 + AGE_BINS)
+
+
 def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 128,
                    flip_average: bool | None = None, precision: str | None = None,
                    keep_probs: bool = False) -> dict[str, np.ndarray]:
@@ -118,16 +128,13 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
     as the model reads faces in the app (its `mirror_average`).
     precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "auto" = the app's
     fast path (model/fast.py) at that precision. keep_probs: also return the age distributions."""
+    if not len(images):
+        return {}
     forward = model if precision is None else FastModel(model, precision)
-    flip_average = model.mirror_average if flip_average is None else flip_average
-    norm, parts = normalize(), []
-    for start in tqdm(range(0, len(images), batch_size), desc="predicting", leave=False):
-        batch = norm(images[start:start + batch_size])
-        raw = read_outputs(forward, batch, flip_average)
-        out = model.readouts(raw)
-        out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
-        parts.append({k: v.numpy() for k, v in out.items() if keep_probs or k != "age_probs"})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+    raw = raw_outputs(forward, images, model.mirror_average if flip_average is None else flip_average, batch_size)
+    out = model.readouts(raw)
+    out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
+    return {k: v.numpy() for k, v in out.items() if keep_probs or k != "age_probs"}
 
 
 def label_arrays(records) -> dict[str, np.ndarray]:

@@ -559,29 +559,21 @@ def finish(cfg: TrainConfig, out: Path, inputs: Inputs, sets, history: list[dict
     inputs.model.load_state_dict(best.state_dict())
     val, val_out = run_eval(inputs, "val", sets["val"].labels, cfg)
     gender_logit, age_logits = split_output(val_out)
-    labels = sets["val"].labels
-    temperature = calibrate.fit_temperature(gender_logit, labels["gender"])
-    age = calibrate.fit_age_calibration(age_logits, labels["age"], labels["age_low"], labels["age_high"],
-                                        sets["val"].records)
-    gender_offset = calibrate.fit_gender_offset((gender_logit.float() / temperature).cpu().numpy(),
-                                                labels["gender"].cpu().numpy(), [r.source for r in sets["val"].records])
-    inputs.model.gender_temperature.fill_(temperature)
-    inputs.model.gender_offset.fill_(gender_offset)
-    inputs.model.age_temperature.fill_(age["temperature"])
-    inputs.model.age_warp.copy_(age["warp"])
+    fitted = calibrate.fit_calibration(gender_logit, age_logits, sets["val"].labels, sets["val"].records)
+    calibrate.set_calibration(inputs.model, fitted)
     save_model_dir(inputs.model, out / "model")
     best_row = min(history, key=lambda r: selection_key(cfg, r)) if history else {}
-    atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": temperature,
-                                             "gender_offset": gender_offset,
-                                             "age_temperature": age["temperature"],
-                                             "age_temperature_fitted_to": age["fitted_to"],
-                                             "age_warp": age["warp_knots"],
+    atomic_write_json(out / "metrics.json", {"best_epoch": best_row, "gender_temperature": fitted["gender_temperature"],
+                                             "gender_offset": fitted["gender_offset"],
+                                             "age_temperature": fitted["age_temperature"],
+                                             "age_temperature_fitted_to": fitted["age_temperature_fitted_to"],
+                                             "age_warp": fitted["age_warp_knots"],
                                              "val_at_best": val,
                                              "epochs_run": len(history), "machine": machine(inputs.device),
                                              "train_minutes": sum(r["seconds"] for r in history) / 60})
     log.info("best epoch %s: val gender acc %.4f, age MAE %.2f, age range acc %.3f; gender temperature %.3f, "
              "offset %+.2f, age temperature %.3f", best_row.get("epoch"), val["gender_acc"], val["age_mae"],
-             val["age_range_acc"], temperature, gender_offset, age["temperature"])
+             val["age_range_acc"], fitted["gender_temperature"], fitted["gender_offset"], fitted["age_temperature"])
 
 
 def machine(device: torch.device) -> str:
