@@ -45,3 +45,23 @@ def test_scores_on_a_worked_example():
     assert s["gender accuracy"] == 0.5
     assert s["log loss"] == pytest.approx(-(np.log(0.9) + np.log(0.2)) / 2)
     assert s["age MAE"] == 1.0 and s["80% coverage"] == 0.5 and s["interval width"] == 7.5
+
+
+def test_frames_are_read_as_the_app_reads_them(monkeypatch):
+    """A model with mirror_average reads every frame with its mirror image, as the video tab does."""
+    import copy
+
+    from train import measure_video_combine
+    monkeypatch.setattr(measure_video_combine, "BatchAugment", lambda **_: (lambda x: x))  # frames = the face
+    plain = ScratchNet(image_size=32, widths=(4, 8), hidden=8).eval()
+    mirrored = copy.deepcopy(plain)
+    mirrored.mirror_average = True
+    faces = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        one, both = plain(faces), (plain(faces) + plain(faces.flip(-1))) / 2
+    for model, expected in ((plain, one), (mirrored, both)):
+        out = measure_video_combine.frame_outputs(model, faces, frames=2)
+        assert out.shape == (5, 2, 1 + AGE_BINS)
+        for frame in range(2):
+            torch.testing.assert_close(out[:, frame], expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(one, both, atol=1e-3)

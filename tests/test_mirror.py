@@ -56,6 +56,21 @@ def test_every_path_reads_the_mean_of_face_and_mirror(plain, mirrored, faces):
     assert not torch.allclose(plain.predict(batch)["p_female"], expected["p_female"], atol=1e-4)
 
 
+def test_an_evaluation_reads_as_asked_on_every_path_and_leaves_the_callers_model_alone(plain, mirrored, faces):
+    """train.evaluate's --flip-average on a plain model: the crops and the app's path (FastModel, as the
+    end-to-end pass runs it) read mirrored; the model it was given still reads faces alone."""
+    from train.evaluate import reading_faces
+    assert reading_faces(plain, None) is plain and reading_faces(mirrored, True) is mirrored
+    forced = reading_faces(plain, True)
+    assert forced.mirror_average and not plain.mirror_average
+    assert all(a is b for a, b in zip(forced.parameters(), plain.parameters()))  # the same weights, not a copy
+    batch = normalize()(faces)
+    for got, want in ((FastModel(forced, "fp32").predict(batch), mirrored.predict(batch)),
+                      (FastModel(reading_faces(mirrored, False), "fp32").predict(batch), plain.predict(batch))):
+        torch.testing.assert_close(got["p_female"], want["p_female"], rtol=1e-4, atol=1e-4)
+    assert mirrored.mirror_average
+
+
 def test_gradcam_of_a_mirror_model_is_mirror_symmetric_on_a_symmetric_face(mirrored, faces):
     symmetric = torch.cat([faces[..., :16], faces[..., :16].flip(-1)], -1)
     _, cams = explain(mirrored, normalize()(symmetric))

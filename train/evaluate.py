@@ -23,6 +23,7 @@ into RUN/eval-<precision>/: the check that bf16 inference leaves the figures whe
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import logging
@@ -111,6 +112,17 @@ def crop_images(records, image_size: int, crops: str) -> tuple[torch.Tensor, lis
     return load_images(records, image_size, matrices=matrices)
 
 
+def reading_faces(model: AgeGenderNet, flip_average: bool | None) -> AgeGenderNet:
+    """The model as an evaluation reads faces, on the crops and on the app's path alike: flip_average None =
+    as its config says (`mirror_average`); True / False = mirrored or not (a what-if), on a shallow copy that
+    shares the weights, so the caller's model reads as before."""
+    if flip_average is None or flip_average == model.mirror_average:
+        return model
+    model = copy.copy(model)
+    model.mirror_average = flip_average
+    return model
+
+
 @torch.no_grad()
 def raw_outputs(forward, images: torch.Tensor, mirror: bool, batch_size: int = 128) -> torch.Tensor:
     """forward's raw outputs [N, 1 + AGE_BINS] for decoded faces, each read as model.nets.read_outputs reads
@@ -130,8 +142,9 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
     fast path (model/fast.py) at that precision. keep_probs: also return the age distributions."""
     if not len(images):
         return {}
+    model = reading_faces(model, flip_average)
     forward = model if precision is None else FastModel(model, precision)
-    raw = raw_outputs(forward, images, model.mirror_average if flip_average is None else flip_average, batch_size)
+    raw = raw_outputs(forward, images, model.mirror_average, batch_size)
     out = model.readouts(raw)
     out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
     return {k: v.numpy() for k, v in out.items() if keep_probs or k != "age_probs"}
@@ -142,14 +155,13 @@ def label_arrays(records) -> dict[str, np.ndarray]:
             for name in ("gender", "age", "race", "age_low", "age_high")}
 
 
-def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, flip_average: bool | None,
-                  precision: str | None = None) -> dict:
+def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, precision: str | None = None) -> dict:
     """all_metrics for decoded records and their predictions, plus the uncalibrated ECE and the model."""
     y = label_arrays(records)
     metrics = all_metrics(pred["p_female"], y["gender"], pred["age"], y["age"], y["race"], pred["age_low"],
                           pred["age_high"], y["age_low"], y["age_high"])
     metrics["split"] = split
-    metrics["flip_average"] = model.mirror_average if flip_average is None else flip_average
+    metrics["flip_average"] = model.mirror_average
     metrics["precision"] = precision or "fp32 (reference)"
     metrics["model"] = {"arch": model.arch, "image_size": model.image_size,
                         "gender_temperature": float(model.gender_temperature),
@@ -219,6 +231,7 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
                       precision: str | None = None, crops: str = "app") -> dict:
     """FairFace's validation set -> out/: the model on the crops (read as training reads FairFace), and
     with end_to_end the demo's path with detection on and off. Returns the metrics written."""
+    model = reading_faces(model, flip_average)
     root = Path(root)
     if not (root / "fairface_label_val.csv").exists():
         raise SystemExit(f"FairFace not found: {root}/fairface_label_val.csv is missing")
@@ -228,8 +241,8 @@ def evaluate_fairface(model: AgeGenderNet, root: Path, out: Path, *, limit: int 
     images, records = crop_images(chosen, model.image_size, crops)
     if not records:
         raise SystemExit(f"no readable FairFace validation images under {root}")
-    pred = predict_images(model, images, flip_average=flip_average, precision=precision)
-    metrics = model_metrics(model, records, pred, "val", flip_average, precision)
+    pred = predict_images(model, images, precision=precision)
+    metrics = model_metrics(model, records, pred, "val", precision)
     metrics["race_gap"] = worst_group_gap(metrics["by_race"], min_n=MIN_GROUP)
     metrics["data"] = {"source": "fairface", "root": str(root), "rows": scan["rows"], "skipped": scan["skipped"],
                        "usable": len(listed), "limit": limit, "seed": seed, "chosen": len(chosen),
@@ -291,14 +304,15 @@ def evaluate_records(model: AgeGenderNet, records, out: Path, *, split: str = "t
     `fairface`, FairFace's validation set -> out/fairface/ too (else `fairface_note` says why not, in the
     report). Returns the UTKFace metrics."""
     out.mkdir(parents=True, exist_ok=True)
+    model = reading_faces(model, flip_average)
     images, records = crop_images(records, model.image_size, crops)
-    pred = predict_images(model, images, flip_average=flip_average, precision=precision)
-    metrics = model_metrics(model, records, pred, split, flip_average, precision)
+    pred = predict_images(model, images, precision=precision)
+    metrics = model_metrics(model, records, pred, split, precision)
     metrics["data"] = data
     metrics["crops"] = crops
     metrics["command"] = command
     if fairface is not None:
-        ff = evaluate_fairface(model, fairface, out / "fairface", limit=limit, flip_average=flip_average,
+        ff = evaluate_fairface(model, fairface, out / "fairface", limit=limit,
                                end_to_end=end_to_end, command=command, precision=precision, crops=crops)
         metrics["fairface_val"] = fairface_summary(ff)
     elif fairface_note:

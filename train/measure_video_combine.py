@@ -26,6 +26,7 @@ import torch
 
 from model.age import age_interval, mean_age
 from model.hub import load_model
+from model.nets import read_outputs
 from train.aligned import alignment_matrices
 from train.augment import BatchAugment
 from train.evaluate import CACHE_DIR, split_csv_records
@@ -50,7 +51,8 @@ def frame_outputs(model, images: torch.Tensor, frames: int, seed: int = 0) -> to
     outs = []
     for _ in range(frames):  # BatchAugment also mirrors half the faces: the same face, as a turned head is
         x = augment(images)
-        outs.append(torch.cat([model(x[i:i + 256]) for i in range(0, len(x), 256)]))
+        # each frame read as the app reads a face (with its mirror image where the model says mirror_average)
+        outs.append(torch.cat([read_outputs(model, x[i:i + 256], model.mirror_average) for i in range(0, len(x), 256)]))
     return torch.stack(outs, 1)
 
 
