@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from model.datasets import utkface_chips
+from model.datasets import annotated_faces, utkface_chips
 from model.detect import iou
 from model.imageio import load_image
 
@@ -56,16 +55,6 @@ def face_grid(chips: list[np.ndarray], cols: int, face: int = GRID_FACE, gap: fl
         boxes.append((x + FACE_IN_CHIP[0] * side, y + FACE_IN_CHIP[1] * side,
                       FACE_IN_CHIP[2] * side, FACE_IN_CHIP[3] * side))
     return image, boxes
-
-
-def annotated_faces(wild: Path) -> dict[str, list[tuple[float, ...]]]:
-    """file -> boxes (x, y, w, h) from dlib's training.xml / testing.xml (`<box top left width height>`)."""
-    truth = {}
-    for name in ("training.xml", "testing.xml"):
-        for image in ET.parse(wild / name).getroot().iter("image"):
-            truth[image.get("file")] = [tuple(float(b.get(k)) for k in ("left", "top", "width", "height"))
-                                        for b in image.iter("box")]
-    return truth
 
 
 def match(found, truth, min_iou: float = IOU_MATCH) -> tuple[int, int]:

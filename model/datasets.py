@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +85,13 @@ def utkface_chips(tar_path: str | Path, n: int, every: int = 50):
                 count += 1
                 if count >= n:
                     return
+
+
+def annotated_faces(wild: Path) -> dict[str, list[tuple[float, ...]]]:
+    """file -> boxes (x, y, w, h) from dlib's training.xml / testing.xml (`<box top left width height>`)."""
+    truth = {}
+    for name in ("training.xml", "testing.xml"):
+        for image in ET.parse(wild / name).getroot().iter("image"):
+            truth[image.get("file")] = [tuple(float(b.get(k)) for k in ("left", "top", "width", "height"))
+                                        for b in image.iter("box")]
+    return truth

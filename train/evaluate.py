@@ -172,15 +172,16 @@ def model_metrics(model: AgeGenderNet, records, pred: dict, split: str, precisio
     return metrics
 
 
-def app_predictions(model: AgeGenderNet, records, detect: bool,
-                    precision: str | None = None) -> tuple[dict[str, np.ndarray], str]:
+def app_predictions(model: AgeGenderNet, records, detect: bool, precision: str | None = None,
+                    finder: FaceFinder | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Each image as an upload goes through the app (demo/pipeline.py runs the same model/ steps): decoded by
     model.imageio, faces found by model.faces.FaceFinder at the app's defaults (detect=True; False: the whole
     image is the face), aligned, predicted by the fast path at `precision`, and the main face scored. No face
     found, or an image the app refuses: found is False and the predictions NaN. Returns the arrays and the
-    precision the model ran at. tests/test_train_loop.py checks the readouts equal the app's."""
+    precision the model ran at. finder: another FaceFinder's settings (train.measure_tight_crops). tests/
+    test_train_loop.py checks the readouts equal the app's."""
     fast = FastModel(model.eval(), precision)
-    finder = FaceFinder()
+    finder = finder or FaceFinder()
     n = len(records)
     out = {k: np.full(n, np.nan) for k in ("p_female", "age", "age_low", "age_high", "det_score")}
     out["found"], out["faces"] = np.zeros(n, bool), np.zeros(n, int)
