@@ -172,3 +172,23 @@ def test_recalibrate_fits_what_the_run_fitted_and_refits_a_mirrored_model(run, c
     gender = torch.from_numpy(label_arrays(records)["gender"]).long()
     assert float(mirrored.gender_temperature) == pytest.approx(fit_temperature(logit, gender), abs=1e-5)
     assert float(mirrored.gender_temperature) != pytest.approx(float(original.gender_temperature), abs=1e-3)
+
+
+def test_measure_tight_crops_reports_every_bar_for_every_model_and_source(run, capsys, shared_dir):
+    """train.measure_tight_crops on a run's validation split (synthetic faces: the detector finds none, so
+    no bar adds any) and the face-free squares of the PASCAL photos: fewer false faces at a higher bar."""
+    from train import measure_tight_crops
+    measure_tight_crops.main(["--run", str(run), "--model", str(run / "model"), "--bars", "0.5", "0.7",
+                              "--wild", str(shared_dir / "data" / "wild-faces")])
+    lines = capsys.readouterr().out.splitlines()
+    results = json.loads(next(line for line in lines if line.startswith("{")))
+    assert set(results["validation"]) == {"0.5", "0.7"}
+    at = {bar: by_model[str(run / "model")] for bar, by_model in results["validation"].items()}
+    for bar, rows in at.items():
+        assert set(rows) == {"utkface", "fairface"}
+        assert all(0 <= r["gender_right"] <= r["found"] for r in rows.values())
+    # the images counted are those without a face at the highest bar: it adds none of them
+    assert all(r["found"] == 0 for r in at["0.7"].values())
+    free = results["face_free"]
+    assert free["n"] == 600 and free["0.5"] >= free["0.7"] >= 0
+    assert sum(line.startswith("validation, ") for line in lines) == 2
