@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from model.age import AGE_BINS
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
 from model.fast import FastModel
 from model.imageio import BadImageError, load_image
-from model.age import AGE_BINS
 from model.nets import AgeGenderNet, read_outputs, split_output
 from model.preprocess import batch_from_faces, normalize
 from train import plots
