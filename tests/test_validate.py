@@ -163,16 +163,22 @@ def test_recalibrate_fits_what_the_run_fitted_and_refits_a_mirrored_model(run, c
     mirror_main(["--model", str(run / "model"), "--out", str(tmp_path / "mirror")])
     printed, mirrored = recalibrated(tmp_path / "mirror", tmp_path / "mirror-recal")
     assert printed["mirror_average"] and mirrored.mirror_average
-    # fitted on the mirrored readings: the gender temperature is the one fit_temperature gives them
-    from train.calibrate import fit_temperature
+    # fitted on the mirrored readings: what fit_calibration gives on them, not on the plain ones
+    from train.calibrate import fit_calibration
     from train.evaluate import label_arrays, raw_outputs
     from train.validate import validation_images
     images, records = validation_images(run, None, original.image_size)
-    logit = raw_outputs(original, images, mirror=True)[:, 0]
-    gender = torch.from_numpy(label_arrays(records)["gender"]).long()
-    assert float(mirrored.gender_temperature) == pytest.approx(fit_temperature(logit, gender), abs=1e-5)
-    assert float(mirrored.gender_temperature) != pytest.approx(float(original.gender_temperature), abs=1e-3)
-
+    labels = {k: torch.from_numpy(v).long() for k, v in label_arrays(records).items() if k != "race"}
+    direct = {}
+    for mirror in (True, False):
+        raw = raw_outputs(original, images, mirror=mirror)
+        direct[mirror] = fit_calibration(raw[:, 0], raw[:, 1:], labels, records)
+    got = calibration_of(mirrored)
+    for name in ("gender_temperature", "gender_offset", "age_temperature"):
+        assert got[name] == pytest.approx(direct[True][name], abs=1e-5), name
+    assert torch.allclose(got["age_warp"], direct[True]["age_warp"], atol=1e-4)
+    assert any(direct[True][name] != pytest.approx(direct[False][name], abs=1e-4)
+               for name in ("gender_temperature", "gender_offset", "age_temperature"))
 
 def test_measure_tight_crops_reports_every_bar_for_every_model_and_source(run, capsys, shared_dir):
     """train.measure_tight_crops on a run's validation split (synthetic faces: the detector finds none, so
