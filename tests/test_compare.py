@@ -95,3 +95,26 @@ def test_other_faces_or_no_predictions_are_refused_with_a_sentence(tmp_path, cap
     main([str(a), str(a)])
     printed = capsys.readouterr().out
     assert "| UTKFace | age MAE (y) |" in printed and printed.rstrip().endswith("no")
+
+
+def test_predictions_read_back_make_the_calls_the_metrics_made(tmp_path):
+    """train.evaluate writes each readout with enough digits that train.compare, reading the file, calls the
+    same gender and the same age range as the metrics did on the arrays (at 4 digits 0.49996 became 0.5000)."""
+    from types import SimpleNamespace
+
+    from train.compare import per_face_scores, read_predictions
+    from train.data import in_age_range
+    from train.evaluate import write_predictions
+    from train.metrics import gender_correct
+    p_female = np.array([0.49996, 0.500004, 0.2, 0.9], np.float32)
+    age = np.array([19.49996, 19.500004, 30.0, 9.4999], np.float32)
+    records = [SimpleNamespace(path=f"/x/f{i}.jpg", age=-1, gender=1, race=0, has_range=True, age_low=10,
+                               age_high=19) for i in range(4)]
+    pred = {"p_female": p_female, "age": age, "age_low": np.zeros(4), "age_high": np.full(4, 50)}
+    write_predictions(tmp_path / "predictions.csv", records, pred)
+    scores = per_face_scores(read_predictions(tmp_path / "predictions.csv"))
+    gender = np.ones(4, int)
+    np.testing.assert_array_equal(scores["gender accuracy"], gender_correct(p_female, gender).astype(float))
+    np.testing.assert_array_equal(scores["age-range accuracy"],
+                                  in_age_range(age, np.full(4, 10), np.full(4, 19)).astype(float))
+    assert list(scores["gender accuracy"]) == [0, 1, 0, 1] and list(scores["age-range accuracy"]) == [1, 0, 0, 0]

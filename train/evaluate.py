@@ -364,6 +364,13 @@ def evaluate_model_dir(model_dir: Path, split_csv: Path, data: Path, out: Path, 
 
 # ---------------------------------------------------------------------------------------------- files
 
+def exact(value) -> str:
+    """A readout as written to predictions.csv: enough digits for a float32 to read back the same, so that
+    train.compare makes the same 50% gender call and the same age-range call as the metrics (at 4 digits a
+    p_female of 0.49996 read back as 0.5000, a woman: one face of UTKFace test moved between the two)."""
+    return f"{float(value):.9g}"
+
+
 def write_predictions(path: Path, records, pred, app: dict | None = None) -> None:
     """One row per face: labels and the model's readouts; with `app`, each end-to-end mode's too."""
     app = app or {}
@@ -374,11 +381,11 @@ def write_predictions(path: Path, records, pred, app: dict | None = None) -> Non
                         + (["true_age_low", "true_age_high"] if ranges else [])
                         + [f"{mode}_{k}" for mode in app for k in ("found", "p_female", "age", "age_low", "age_high")])
         for i, r in enumerate(records):
-            row = [Path(r.path).name, r.age, r.gender, race_name(r.race), f"{pred['p_female'][i]:.4f}",
-                   f"{pred['age'][i]:.2f}", int(pred["age_low"][i]), int(pred["age_high"][i])]
+            row = [Path(r.path).name, r.age, r.gender, race_name(r.race), exact(pred["p_female"][i]),
+                   exact(pred["age"][i]), int(pred["age_low"][i]), int(pred["age_high"][i])]
             row += [r.age_low, r.age_high] if ranges else []
             for a in app.values():
-                row += [int(a["found"][i])] + ([f"{a['p_female'][i]:.4f}", f"{a['age'][i]:.2f}",
+                row += [int(a["found"][i])] + ([exact(a["p_female"][i]), exact(a["age"][i]),
                                                 int(a["age_low"][i]), int(a["age_high"][i])]
                                                if a["found"][i] else ["", "", "", ""])
             writer.writerow(row)
