@@ -178,16 +178,17 @@ gender on validation than one reading, at twice the compute."""
 
 
 def training_summary(train_metrics: dict, options: dict) -> str:
-    """"Trained for 2 epochs (48 min on AMD EPYC, 2 cores), starting from the weights of assets/models/vgg16."
-    from a run's metrics.json and train_config.json; "" when they do not say."""
+    """"Trained for 2 epochs (48 min on AMD EPYC, 2 cores)." from a run's metrics.json and train_config.json;
+    a warm-started run says it was its last step: "Fine-tuned for 2 epochs (...) from the weights then in
+    `assets/models/vgg16` (trained by earlier runs)." "" when they do not say."""
     if not train_metrics.get("epochs_run"):
         return ""
     epochs = train_metrics["epochs_run"]
-    text = f"Trained for {epochs} epoch{'s' if epochs != 1 else ''}"
+    text = f"{'Fine-tuned' if options.get('init_from') else 'Trained'} for {epochs} epoch{'s' if epochs != 1 else ''}"
     if train_metrics.get("machine"):
         text += f" ({train_metrics.get('train_minutes', 0):.0f} min on {train_metrics['machine']})"
     if options.get("init_from"):
-        text += f", starting from the weights of `{options['init_from']}`"
+        text += f" from the weights then in `{options['init_from']}` (trained by earlier runs)"
     return text + "."
 
 
