@@ -72,7 +72,8 @@ def test_model_section_and_card_say_how_long_and_on_what_the_model_trained(tmp_p
     text = model_section("vgg16", METRICS, BOTH, trained)
     assert ("Fine-tuned for 2 epochs (48 min on AMD EPYC, 2 cores) from the weights then in "
             "`assets/models/vgg16` (trained by earlier runs).") in text
-    assert "ed for" not in model_section("vgg16", METRICS, BOTH)  # nothing shipped: nothing claimed
+    untold = model_section("vgg16", METRICS, BOTH)  # nothing shipped: nothing claimed
+    assert "Trained for" not in untold and "Fine-tuned for" not in untold
     run = make_run(tmp_path)
     (run / "metrics.json").write_text(json.dumps(trained[0] | {"epochs_run": 1}))
     card = model_card(run)
