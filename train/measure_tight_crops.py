@@ -29,7 +29,9 @@ from model.datasets import annotated_faces
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, TIGHT_CROP_NOTE, FaceFinder
 from model.hub import load_model
 from model.imageio import load_image
+from train.data import in_age_range
 from train.evaluate import app_predictions, label_arrays
+from train.metrics import gender_correct
 from train.validate import validation_records
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
@@ -92,8 +94,8 @@ def main(argv=None) -> None:
     read = {}
     for spec in args.model:
         out, _ = app_predictions(load_model(spec), rescued, detect=True, finder=finder)
-        right = (out["p_female"] >= 0.5) == (y["gender"] == 1)
-        in_range = (np.round(out["age"]) >= y["age_low"]) & (np.round(out["age"]) <= y["age_high"])
+        right = gender_correct(out["p_female"], y["gender"])
+        in_range = in_age_range(out["age"], y["age_low"], y["age_high"])
         read[spec] = (out["found"], out["det_score"], right, in_range)
     squares = face_free_squares(args.wild)
     square_bars = lowest_bar(finder, squares)

@@ -26,7 +26,6 @@ import torch
 
 from model.age import age_interval, mean_age
 from model.hub import load_model
-from model.nets import read_outputs
 from train.aligned import alignment_matrices
 from train.augment import BatchAugment
 from train.evaluate import CACHE_DIR, split_csv_records
@@ -52,7 +51,7 @@ def frame_outputs(model, images: torch.Tensor, frames: int, seed: int = 0) -> to
     for _ in range(frames):  # BatchAugment also mirrors half the faces: the same face, as a turned head is
         x = augment(images)
         # each frame read as the app reads a face (with its mirror image where the model says mirror_average)
-        outs.append(torch.cat([read_outputs(model, x[i:i + 256], model.mirror_average) for i in range(0, len(x), 256)]))
+        outs.append(torch.cat([model.outputs(x[i:i + 256]) for i in range(0, len(x), 256)]))
     return torch.stack(outs, 1)
 
 
