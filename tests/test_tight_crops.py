@@ -63,5 +63,6 @@ def test_face_free_squares_touch_no_annotated_face_and_are_the_same_each_time(wi
 
 
 def test_training_crops_are_found_again_when_the_bar_changes():
-    """The bar is part of the cache key of the training crops' alignment (train/aligned.py)."""
-    assert f":{TIGHT_CROP_MIN_SCORE}:" in aligned.FINDER_SETTINGS
+    """The fallback's settings are part of the cache key of the training crops' alignment (train/aligned.py)."""
+    from model.faces import TIGHT_CROP_PAD, TIGHT_CROP_SHARE
+    assert f":{TIGHT_CROP_MIN_SCORE}:{TIGHT_CROP_PAD}:{TIGHT_CROP_SHARE}:" in aligned.FINDER_SETTINGS

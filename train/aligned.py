@@ -19,15 +19,15 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from model import align
-from model.faces import (DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, TIGHT_CROP_MIN_SCORE, TIGHT_CROP_PAD, FaceFinder,
-                         main_face)
+from model.faces import (DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, TIGHT_CROP_MIN_SCORE, TIGHT_CROP_PAD, TIGHT_CROP_SHARE,
+                         FaceFinder, main_face)
 from train.data import file_stamp
 
 log = logging.getLogger(__name__)
 
 # Part of the cache key: a change to how faces are found or framed must not reuse old matrices.
 FINDER_SETTINGS = f"{DEFAULT_DETECTOR}:{DEFAULT_MIN_SCORE}:{TIGHT_CROP_MIN_SCORE}:{TIGHT_CROP_PAD}:" \
-                  f"{align.EYES_CENTER}:{align.EYE_DISTANCE}:{align.EYES_TO_MOUTH}:v2"  # v2: float64 matrices
+                  f"{TIGHT_CROP_SHARE}:{align.EYES_CENTER}:{align.EYE_DISTANCE}:{align.EYES_TO_MOUTH}:v2"  # v2: float64
 
 _finder: FaceFinder | None = None
 
