@@ -41,7 +41,7 @@ TIGHT_CROP_SHARE = 0.5  # a face found only after padding must span this share o
 # ...and score at least this. At 0.7 (the bar until Dec 2026) it still missed 105 of the 3,998 FairFace
 # validation-split crops (profiles, mostly); chosen by a rule written before the count (docs/results.md,
 # `python -m train.measure_tight_crops`): the lowest bar whose false "faces" in 600 face-free squares of the
-# PASCAL photos stay within 1 point of 0.7's. At 0.6: 82 of the 105 found (the scratch CNN reads 69 of them
+# PASCAL photos stay within 1 point of 0.7's. At 0.6: 82 of the 105 found (the scratch CNN of then read 69 of them
 # right), false faces in 10 of 600 squares (dark corners, a hand) against 4 (dog close-ups) at 0.7.
 TIGHT_CROP_MIN_SCORE = 0.6
 # Grey border on each side, as a share of the long side. Half of 3,000 FairFace *training* crops (224 px, the
