@@ -198,3 +198,21 @@ def test_measure_tight_crops_reports_every_bar_for_every_model_and_source(run, c
     free = results["face_free"]
     assert free["n"] == 600 and free["0.5"] >= free["0.7"] >= 0
     assert sum(line.startswith("validation, ") for line in lines) == 2
+
+
+def test_a_model_that_does_not_load_is_one_clear_message(run, tmp_path, shared_dir):
+    """Every command that reads a run's validation split says which model spec did not load (no traceback,
+    nothing written); train.measure_tight_crops also says when --wild is not the annotated photos."""
+    from train import fit_age_warp, fit_gender_offset, measure_tight_crops, recalibrate
+    gone, out = str(tmp_path / "no-model"), ["--out", str(tmp_path / "out")]
+    wild = ["--wild", str(shared_dir / "data" / "wild-faces")]
+    for command in (lambda: main(["--run", str(run), "--model", gone]),
+                    lambda: fit_age_warp.main(["--run", str(run), "--model", gone] + out),
+                    lambda: fit_gender_offset.main(["--run", str(run), "--model", gone] + out),
+                    lambda: recalibrate.main(["--run", str(run), "--model", gone] + out),
+                    lambda: measure_tight_crops.main(["--run", str(run), "--model", gone] + wild)):
+        with pytest.raises(SystemExit, match="no-model' is not a model directory"):
+            command()
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit, match="is not the annotated photos folder"):
+        measure_tight_crops.main(["--run", str(run), "--wild", str(tmp_path)])

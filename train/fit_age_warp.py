@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from model.age import age_interval, identity_warp, mean_age, warp_ages
-from model.hub import load_model
 from train.calibrate import fit_age_calibration, warp_inputs
 from train.checkpoint import save_model_dir
 from train.evaluate import label_arrays, predict_images
 from train.metrics import FLOOR_BANDS
-from train.validate import correction_parser, half_of, validation_images
+from train.validate import correction_parser, half_of, load_or_exit, validation_images
 
 
 def band_errors(age: np.ndarray, target: np.ndarray, bands, sources, mask: np.ndarray) -> dict:
@@ -46,7 +45,7 @@ def main(argv=None) -> None:
     parser = correction_parser("python -m train.fit_age_warp", __doc__.split("\n")[0])
     args = parser.parse_args(argv)
 
-    model = load_model(args.model)
+    model = load_or_exit(args.model)
     own = float(model.age_temperature), model.age_warp.clone()
     model.age_temperature.fill_(1.0)  # fit from the model's own logits, not a calibration it may carry
     model.age_warp.copy_(identity_warp())

@@ -16,11 +16,10 @@ import json
 
 import numpy as np
 
-from model.hub import load_model
 from train.calibrate import fit_gender_offset, gender_gaps
 from train.checkpoint import save_model_dir
 from train.evaluate import label_arrays, predict_images
-from train.validate import correction_parser, half_of, validation_images
+from train.validate import correction_parser, half_of, load_or_exit, validation_images
 
 
 def accuracy_by_source(scaled_logit: np.ndarray, gender: np.ndarray, sources: np.ndarray, offset: float) -> dict:
@@ -32,7 +31,7 @@ def accuracy_by_source(scaled_logit: np.ndarray, gender: np.ndarray, sources: np
 def main(argv=None) -> None:
     args = correction_parser("python -m train.fit_gender_offset", __doc__.split("\n")[0]).parse_args(argv)
 
-    model = load_model(args.model)
+    model = load_or_exit(args.model)
     images, records = validation_images(args.run, args.crops, model.image_size)
     scaled = predict_images(model, images)["logit"] / float(model.gender_temperature)
     gender, sources = label_arrays(records)["gender"], np.array([r.source for r in records])

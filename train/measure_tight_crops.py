@@ -27,12 +27,11 @@ from tqdm import tqdm
 
 from model.datasets import annotated_faces
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, TIGHT_CROP_NOTE, FaceFinder
-from model.hub import load_model
 from model.imageio import load_image
 from train.data import in_age_range
 from train.evaluate import app_predictions, label_arrays
 from train.metrics import gender_correct
-from train.validate import validation_records
+from train.validate import load_or_exit, validation_records
 
 SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
 WILD = SHARED / "data" / "wild-faces"
@@ -81,6 +80,10 @@ def main(argv=None) -> None:
     parser.add_argument("--wild", type=Path, default=WILD, help="the annotated photos (../shared/data/wild-faces)")
     parser.add_argument("--bars", type=float, nargs="+", default=list(BARS))
     args = parser.parse_args(argv)
+    if not all((args.wild / name).is_file() for name in ("training.xml", "testing.xml", "dogs.jpg")):
+        raise SystemExit(f"{args.wild} is not the annotated photos folder (training.xml, testing.xml, dogs.jpg): "
+                         "pass --wild ../shared/data/wild-faces")
+    models = [load_or_exit(spec) for spec in args.model]  # before the long pass: a bad spec fails at once
     finder = FaceFinder(tight_crop_min_score=min(args.bars))  # every bar's answers are among the lowest's
 
     records = validation_records(args.run)
@@ -92,8 +95,8 @@ def main(argv=None) -> None:
     totals = {s: sum(r.source == s for r in records) for s in sorted({r.source for r in records})}
     y = label_arrays(rescued)
     read = {}
-    for spec in args.model:
-        out, _ = app_predictions(load_model(spec), rescued, detect=True, finder=finder)
+    for spec, model in zip(args.model, models):
+        out, _ = app_predictions(model, rescued, detect=True, finder=finder)
         right = gender_correct(out["p_female"], y["gender"])
         in_range = in_age_range(out["age"], y["age_low"], y["age_high"])
         read[spec] = (out["found"], out["det_score"], right, in_range)

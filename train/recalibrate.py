@@ -20,13 +20,12 @@ import json
 import numpy as np
 import torch
 
-from model.hub import load_model
 from model.nets import split_output
 from train.calibrate import calibration_of, fit_calibration, set_calibration
 from train.checkpoint import save_model_dir
 from train.evaluate import label_arrays, raw_outputs
 from train.metrics import AgeLabels, FLOOR_BANDS, expected_calibration_error, interval_coverage
-from train.validate import correction_parser, half_of, score, validation_images
+from train.validate import correction_parser, half_of, load_or_exit, score, validation_images
 
 
 def held_out_scores(model, raw: torch.Tensor, records, mask: np.ndarray) -> dict:
@@ -64,7 +63,7 @@ def print_scores(name: str, scores: dict) -> None:
 def main(argv=None) -> None:
     args = correction_parser("python -m train.recalibrate", __doc__.split("\n")[0]).parse_args(argv)
 
-    model = load_model(args.model)
+    model = load_or_exit(args.model)
     images, records = validation_images(args.run, args.crops, model.image_size)
     raw = raw_outputs(model, images, model.mirror_average)
     gender_logit, age_logits = split_output(raw)

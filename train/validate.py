@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.hub import load_model
+from model.hub import ModelLoadError, load_model
 from train.aligned import alignment_matrices
 from train.data import read_split_csv
 from train.evaluate import CACHE_DIR, label_arrays, predict_images, write_predictions
@@ -58,6 +58,15 @@ def validation_images(run: Path, crops: str | None, image_size: int) -> tuple:
     """(decoded images, the records that decoded) of the run's validation split, as validation_crops cuts them."""
     records, matrices = validation_crops(run, crops)
     return load_images(records, image_size, CACHE_DIR, matrices=matrices)
+
+
+def load_or_exit(spec: str):
+    """load_model for the commands that read a run's validation split: a spec that does not load (no such
+    folder, corrupt or mismatched weights) is one sentence and exit 1, not a traceback."""
+    try:
+        return load_model(spec)
+    except ModelLoadError as error:
+        raise SystemExit(str(error)) from None
 
 
 def half_of(records) -> np.ndarray:
@@ -113,7 +122,7 @@ def validate(run: Path, specs: list[str], crops: str | None = None, predictions:
     decoded = {}  # image size -> (images, records that decoded): models of one size share the decoding
     results = {}
     for index, spec in enumerate(specs):
-        model = load_model(spec)
+        model = load_or_exit(spec)
         if model.image_size not in decoded:
             decoded[model.image_size] = load_images(records, model.image_size, CACHE_DIR, matrices=matrices)
         images, kept = decoded[model.image_size]
