@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.compare import compare, main, measures_better, paired_difference, verdict
+from train.compare import GAP, compare, main, measures_better, paired_difference, verdict
 
 N = 600
 
@@ -48,10 +48,10 @@ def test_a_clearly_better_model_wins_on_every_figure_and_noise_is_called_noise(t
     poor = write_eval(tmp_path / "poor", *outcomes(0.75, 6.0, seed=0))
     results = compare(good, poor)
     assert set(results) == {"UTKFace", "FairFace"}
-    assert set(results["FairFace"]) == {"gender accuracy", "age-range accuracy", "gender end to end"}
+    assert set(results["FairFace"]) == {"gender accuracy", "age-range accuracy", "gender end to end", GAP}
     for figures in results.values():
         for figure, d in figures.items():
-            assert verdict(figure, d) == "A better", figure
+            assert figure == GAP or verdict(figure, d) == "A better", figure
     utk = results["UTKFace"]
     assert utk["age MAE (y)"]["diff"] == pytest.approx(-3.0)  # lower is better, and A's is 3 y lower
     assert utk["gender accuracy"]["low"] < utk["gender accuracy"]["diff"] < utk["gender accuracy"]["high"]
@@ -118,3 +118,25 @@ def test_predictions_read_back_make_the_calls_the_metrics_made(tmp_path):
     np.testing.assert_array_equal(scores["age-range accuracy"],
                                   in_age_range(age, np.full(4, 10), np.full(4, 19)).astype(float))
     assert list(scores["gender accuracy"]) == [0, 1, 0, 1] and list(scores["age-range accuracy"]) == [1, 0, 0, 0]
+
+
+def test_a_model_that_misreads_women_more_often_loses_on_the_gap_alone(tmp_path):
+    """Same accuracy overall, but one model's misses fall on women: the gap figure says so, with its interval,
+    and that model no longer measures as good as the even one."""
+    gender = np.random.default_rng(1).integers(0, 2, N)  # write_eval's labels
+    rng = np.random.default_rng(5)
+    draws = rng.random(N)
+    even = draws < 0.85
+    uneven = np.where(gender == 1, draws < 0.75, draws < 0.95)
+    a = write_eval(tmp_path / "uneven", uneven, np.full(N, 5.0), np.ones(N, bool), np.ones(N, bool))
+    b = write_eval(tmp_path / "even", even, np.full(N, 5.0), np.ones(N, bool), np.ones(N, bool))
+    results = compare(a, b)
+    for name in ("UTKFace", "FairFace"):
+        gap = results[name][GAP]
+        women, men = gender == 1, gender == 0
+        assert gap["a"] == pytest.approx(abs(uneven[women].mean() - uneven[men].mean()))
+        assert gap["b"] == pytest.approx(abs(even[women].mean() - even[men].mean()))
+        assert gap["low"] <= gap["diff"] <= gap["high"]
+        assert verdict(GAP, gap) == "B better"
+        assert verdict("gender accuracy", results[name]["gender accuracy"]) == "no difference shown"
+    assert measures_better(compare(b, a)) and not measures_better(results)  # even: better on the gap, worse on none

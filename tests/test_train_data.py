@@ -388,3 +388,15 @@ def test_balanced_sampler_flattens_cells_and_is_seeded():
     flat = Counter(cells[i] for i in BalancedSampler(cells, power=1.0).epoch_order(0).tolist())
     assert all(abs(flat[c] / 1000 - 1 / 3) < 0.05 for c in ("big", "mid", "rare"))  # full inverse frequency
     assert torch.allclose(cell_weights(cells, 0.0), torch.ones(1000, dtype=torch.float64))
+
+
+def test_female_weight_per_face_weighs_each_womans_gender_loss():
+    """A weight per face scales that face's term if she is a woman and leaves men's alone (pos_weight)."""
+    torch.manual_seed(0)
+    out = torch.randn(4, 1 + AGE_BINS)
+    gender, age = torch.tensor([1, 1, 0, 0]), torch.tensor([30, 40, 50, 60])
+    weight = torch.tensor([2.0, 1.0, 3.0, 1.0])
+    got = multitask_loss(out, gender, age, female_weight=weight)[1]["loss_gender"]
+    per_face = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], gender.float(), reduction="none")
+    assert got == pytest.approx(float((per_face * torch.tensor([2.0, 1.0, 1.0, 1.0])).mean()), rel=1e-6)
+    assert got != pytest.approx(multitask_loss(out, gender, age)[1]["loss_gender"], rel=1e-3)

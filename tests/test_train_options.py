@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -47,23 +48,52 @@ def test_plateau_schedule_holds_the_rate_then_cuts_it(tmp_path, utk, vgg_cache):
     assert rates[4] == pytest.approx(3e-7)
 
 
-@pytest.mark.parametrize("class_weight", [False, True])
-def test_class_weight_scales_the_female_loss_by_the_gender_ratio(tmp_path, utk, monkeypatch,  # noqa: F811
-                                                                 class_weight):
+@pytest.fixture
+def female_weights_used(monkeypatch) -> list:
+    """The female_weight each training step passes to the loss (validation leaves it at its default)."""
     weights = []
     real_loss = train_module.multitask_loss
 
     def spy(*args, **kwargs):
-        if "female_weight" in kwargs:  # training steps (validation leaves it at its default)
+        if "female_weight" in kwargs:
             weights.append(kwargs["female_weight"])
         return real_loss(*args, **kwargs)
     monkeypatch.setattr(train_module, "multitask_loss", spy)
+    return weights
+
+
+@pytest.mark.parametrize("class_weight", [False, True])
+def test_class_weight_scales_the_female_loss_by_the_gender_ratio(tmp_path, utk, female_weights_used,  # noqa: F811
+                                                                 class_weight):
+    weights = female_weights_used
     run = train(tiny_config(tmp_path, utk, epochs=1, class_weight=class_weight))
     with open(run / "split.csv") as f:
         genders = [int(row["gender"]) for row in csv.DictReader(f) if row["split"] == "train"]
     expected = genders.count(0) / genders.count(1) if class_weight else 1.0
-    assert weights and all(w == pytest.approx(expected) for w in weights)
+    assert weights and all(torch.allclose(w, torch.full_like(w, expected)) for w in weights)
     assert not class_weight or expected != 1.0  # the synthetic split is not balanced, so the option shows
+
+
+def test_female_weight_per_source_reaches_each_face_of_that_source(tmp_path, utk, fairface,  # noqa: F811
+                                                                   female_weights_used):
+    weights = female_weights_used
+    args = tiny_args(tmp_path, utk, epochs=1, balance="none", female_weight="fairface=2.5")
+    args.insert(args.index(str(utk)) + 1, str(fairface))
+    run = train(train_module.parse_args(args))
+    with open(run / "split.csv") as f:
+        sources = Counter(row["source"] for row in csv.DictReader(f) if row["split"] == "train")
+    seen = torch.cat(weights)  # one epoch, every training face once (--balance none)
+    assert len(seen) == sum(sources.values())
+    assert int((seen == 2.5).sum()) == sources["fairface"] > 0
+    assert int((seen == 1.0).sum()) == sources["utkface"] > 0
+
+
+@pytest.mark.parametrize("text, message", [("fairfce=1.3", "not a source of this run"),
+                                           ("fairface=much", "is not SOURCE=NUMBER"),
+                                           ("fairface=0", "must be positive")])
+def test_female_weight_that_cannot_apply_stops_with_a_clear_message(tmp_path, utk, text, message):  # noqa: F811
+    with pytest.raises(SystemExit, match=message):
+        train(tiny_config(tmp_path, utk, epochs=1, female_weight=text))
 
 
 def test_heads_train_alone_first_then_the_tuned_block_at_the_backbone_rate(tmp_path, utk, vgg_cache):  # noqa: F811

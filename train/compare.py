@@ -5,7 +5,8 @@
 Reads the `predictions.csv` that `train.evaluate` writes for UTKFace test (EVAL/) and FairFace val
 (EVAL/fairface/), or `train.validate --predictions` for the validation split, for the same faces (bundles
 keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
-by a paired bootstrap over faces (both models scored on the same resampled faces). It says which model
+by a paired bootstrap over faces (the figures: gender accuracy, age MAE or age-range accuracy, end to end
+where the evaluation has it, and the gap between gender accuracy on women and on men) (both models scored on the same resampled faces). It says which model
 measures better on a figure only where the interval leaves out 0: a difference of a few faces in
 thousands is noise. This is how the app's default model is chosen (docs/results.md).
 """
@@ -21,7 +22,8 @@ from train.data import in_age_range
 from train.metrics import gender_correct
 
 BOOTSTRAPS = 2000
-LOWER_IS_BETTER = {"age MAE (y)"}
+GAP = "women - men gap"  # |gender accuracy on women - on men|: how unevenly a model misreads the two
+LOWER_IS_BETTER = {"age MAE (y)", GAP}
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -63,6 +65,23 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0, bootstraps: i
             "high": float(high)}
 
 
+def paired_gap_difference(correct_a: np.ndarray, correct_b: np.ndarray, gender: np.ndarray, seed: int = 0,
+                          bootstraps: int = BOOTSTRAPS) -> dict:
+    """|accuracy on women - on men| of A minus B's, and its 95% interval, over faces resampled as in
+    paired_difference. The gap is not a mean over faces, so each draw computes it from its own faces."""
+    def gap(correct, idx):
+        women = gender[idx] == 1
+        on_women = (correct[idx] * women).sum(-1) / women.sum(-1)
+        on_men = (correct[idx] * ~women).sum(-1) / (~women).sum(-1)
+        return np.abs(on_women - on_men)
+    everyone = np.arange(len(gender))
+    idx = np.random.default_rng(seed).integers(0, len(gender), (bootstraps, len(gender)))
+    diffs = gap(correct_a, idx) - gap(correct_b, idx)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    a, b = float(gap(correct_a, everyone)), float(gap(correct_b, everyone))
+    return {"a": a, "b": b, "diff": a - b, "low": float(low), "high": float(high)}
+
+
 def compare(eval_a: Path, eval_b: Path, seed: int = 0) -> dict[str, dict[str, dict]]:
     """{source: {figure: paired_difference}} for UTKFace and, where both folders have it, FairFace (the test
     split and FairFace val from train.evaluate; the validation split from train.validate --predictions)."""
@@ -76,6 +95,9 @@ def compare(eval_a: Path, eval_b: Path, seed: int = 0) -> dict[str, dict[str, di
             raise SystemExit(f"{path_a} and {path_b} are not the same faces in the same order")
         sa, sb = per_face_scores(a), per_face_scores(b)
         results[name] = {k: paired_difference(sa[k], sb[k], seed) for k in sa}
+        if {0, 1} <= set(a["gender"]):
+            results[name][GAP] = paired_gap_difference(sa["gender accuracy"], sb["gender accuracy"], a["gender"],
+                                                       seed)
     if not results:
         raise SystemExit(f"no predictions.csv in both {eval_a} and {eval_b}")
     return results

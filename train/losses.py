@@ -39,7 +39,7 @@ def range_spread_loss(age_logits: torch.Tensor, low: torch.Tensor, high: torch.T
 
 def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *, age_low: torch.Tensor | None = None,
                    age_high: torch.Tensor | None = None, gender_weight: float = 1.0, age_weight: float = 0.3,
-                   age_l1: float = 0.05, female_weight: float = 1.0,
+                   age_l1: float = 0.05, female_weight: float | torch.Tensor = 1.0,
                    range_spread: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """out [N, 1 + AGE_BINS]; gender [N] in {0, 1}; age [N] in years, negative where unknown; age_low/age_high
     [N] inclusive ranges (optional), used where age is unknown and age_low < age_high.
@@ -48,10 +48,11 @@ def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *
     shapes the distribution (for the interval), the second pulls the point estimate to the truth. Range loss
     = interval_nll, plus `range_spread` x range_spread_loss (mass spread over the range, not piled at one end).
     The age loss is the mean over all faces with either label.
-    `female_weight` > 1 up-weights the female class (class-imbalance weighting).
+    `female_weight` > 1 up-weights the female class: one number (class-imbalance weighting), or one per face
+    [N] (a weight per source, train/train.py's --female-weight).
     """
     gender_logit, age_logits = split_output(out)
-    pos_weight = torch.tensor(female_weight, device=out.device)
+    pos_weight = torch.as_tensor(female_weight, device=out.device, dtype=gender_logit.dtype)
     loss_gender = F.binary_cross_entropy_with_logits(gender_logit, gender.float(), pos_weight=pos_weight)
     known = age >= 0
     ranged = is_range_label(age, age_low, age_high) if age_low is not None and age_high is not None \

@@ -81,6 +81,10 @@ class TrainConfig:
     age_l1: float = 0.05
     range_spread: float = 0.0  # range labels: weight of a loss spreading the age mass over the range (losses.py)
     class_weight: bool = False  # up-weight the rarer gender by the train-split ratio
+    # The female class's loss weight per source, e.g. "fairface=1.3,utkface=0.77" (others 1; times the
+    # --class-weight ratio): a lean the model can learn per kind of photo, where the calibration's one
+    # gender offset serves every source alike and the sources lean opposite ways (docs/results.md).
+    female_weight: str = ""
     seed: int = 0
     device: str = "auto"
     limit: int = 0  # use a seeded random subset of this many images (0 = all)
@@ -424,11 +428,42 @@ def make_sampler(cfg: TrainConfig, records: list) -> BalancedSampler | None:
     return BalancedSampler([(r.race, r.gender, r.band) for r in records], cfg.balance_power, cfg.seed)
 
 
+def parse_source_weights(text: str) -> dict[str, float]:
+    """"fairface=1.3,utkface=0.77" -> {"fairface": 1.3, "utkface": 0.77}; a clear message for anything else."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        source, _, value = item.partition("=")
+        try:
+            weights[source.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--female-weight: {item!r} is not SOURCE=NUMBER (e.g. fairface=1.3)") from None
+        if not weights[source.strip()] > 0:
+            raise SystemExit(f"--female-weight: {item!r}: the weight must be positive")
+    return weights
+
+
+def female_weights(cfg: TrainConfig, records: list) -> torch.Tensor:
+    """Each training face's female-class loss weight: --female-weight of its source times --class-weight's
+    ratio (1 for both when unset)."""
+    by_source = parse_source_weights(cfg.female_weight)
+    sources = sorted({r.source for r in records})
+    unknown = sorted(set(by_source) - set(sources))
+    if unknown:
+        raise SystemExit(f"--female-weight names {', '.join(unknown)}, not a source of this run "
+                         f"({', '.join(sources)})")
+    ratio = 1.0
+    if cfg.class_weight:
+        genders = [r.gender for r in records]
+        ratio = genders.count(0) / max(1, genders.count(1))
+    return torch.tensor([by_source.get(r.source, 1.0) * ratio for r in records])
+
+
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
     procs = distributed.start(pick_device(cfg.device))  # one process, or this one of a launcher's N
     device = procs.device
     if cfg.batch_size % procs.world:
         raise SystemExit(f"--batch-size {cfg.batch_size} does not split evenly over {procs.world} processes")
+    parse_source_weights(cfg.female_weight)  # a mistyped weight stops here, before the data is read
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
@@ -467,9 +502,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     sampler = make_sampler(cfg, sets["train"].records)
     log.info("training on %s%s, %s, %s", device, f" x {procs.world} processes" if procs.world > 1 else "",
              cfg.precision, "cached VGG16 features" if inputs.cached else f"images augmented on the {device.type}")
-    female_weight = 1.0
-    if cfg.class_weight:
-        female_weight = float((train_gender == 0).sum() / max(1, (train_gender == 1).sum()))
+    female_weight = female_weights(cfg, sets["train"].records)
     optimizer, scheduler = make_optimizer(cfg, model)
 
     history, start_epoch, best_val, stale = [], 0, math.inf, 0
@@ -502,7 +535,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             gender, age, low, high = (train_labels[name][idx].to(device) for name in LABELS)
             loss, parts = multitask_loss(out_batch, gender, age, age_low=low, age_high=high,
                                          gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
-                                         age_l1=cfg.age_l1, female_weight=female_weight,
+                                         age_l1=cfg.age_l1, female_weight=female_weight[idx].to(device),
                                          range_spread=cfg.range_spread)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
