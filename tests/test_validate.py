@@ -132,6 +132,29 @@ def test_fit_gender_offset_writes_the_model_with_what_it_printed(run, capsys, tm
                if k != "gender_offset")
 
 
+def test_fit_age_warp_fits_from_the_models_logits_whatever_age_calibration_it_carries(run, capsys, tmp_path):
+    """The fit reads the model's raw age logits: a model carrying another age temperature and warp gets the
+    same fit as the run's own; the gender buffers and the weights stay as they were."""
+    from model.hub import load_model
+    from train import fit_age_warp
+    from train.checkpoint import save_model_dir
+    odd = load_model(str(run / "model"))
+    odd.age_temperature.fill_(3.0)
+    odd.age_warp.mul_(0.5)
+    save_model_dir(odd, tmp_path / "odd")
+    fitted = {}
+    for name, model_dir in (("own", run / "model"), ("odd", tmp_path / "odd")):
+        fit_age_warp.main(["--run", str(run), "--model", str(model_dir), "--out", str(tmp_path / f"{name}-warp")])
+        printed = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
+        fitted[name] = load_model(str(tmp_path / f"{name}-warp"))
+        assert float(fitted[name].age_temperature) == pytest.approx(printed["age_temperature"], abs=1e-6)
+    assert float(fitted["odd"].age_temperature) == pytest.approx(float(fitted["own"].age_temperature), abs=1e-6)
+    assert torch.allclose(fitted["odd"].age_warp, fitted["own"].age_warp, atol=1e-5)
+    original = load_model(str(run / "model"))
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in fitted["own"].state_dict().items()
+               if k not in ("age_temperature", "age_warp"))
+
+
 def test_recalibrate_fits_what_the_run_fitted_and_refits_a_mirrored_model(run, capsys, tmp_path):
     """train.recalibrate fits the calibration with the code a run ends with: on the run's own model it finds the
     run's values again; on the same model reading faces mirrored it fits other values, from those readings."""

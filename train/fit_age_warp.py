@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from model.age import age_interval, identity_warp, mean_age, warp_ages
+from model.nets import split_output
 from train.calibrate import fit_age_calibration, warp_inputs
 from train.checkpoint import save_model_dir
-from train.evaluate import label_arrays, predict_images
+from train.evaluate import label_arrays, raw_outputs
 from train.metrics import FLOOR_BANDS
 from train.validate import correction_parser, half_of, load_or_exit, validation_images
 
@@ -47,11 +48,9 @@ def main(argv=None) -> None:
 
     model = load_or_exit(args.model)
     own = float(model.age_temperature), model.age_warp.clone()
-    model.age_temperature.fill_(1.0)  # fit from the model's own logits, not a calibration it may carry
-    model.age_warp.copy_(identity_warp())
     images, records = validation_images(args.run, args.crops, model.image_size)
-    pred = predict_images(model, images, keep_probs=True)
-    logits = torch.from_numpy(pred["age_probs"]).clamp_min(1e-30).log()  # softmax(log p / T) = p^(1/T), normalised
+    # fit from the model's own logits (as it reads faces), not through a calibration it may carry
+    logits = split_output(raw_outputs(model, images, model.mirror_average))[1]
     labels = {k: torch.from_numpy(v).long() for k, v in label_arrays(records).items() if k != "race"}
     target, bands, sources = warp_inputs(records)
 
