@@ -146,3 +146,15 @@ def test_evaluate_without_end_to_end_scores_the_crops_only(tmp_path, utk, fairfa
     with open(run / "eval" / "fairface" / "predictions.csv") as f:
         assert not any(name.startswith("detection_on") for name in next(csv.reader(f)))
     assert torch.isfinite(torch.tensor(ff["gender"]["accuracy"]))
+
+
+def test_every_training_option_says_what_it_does_and_its_default(capsys):
+    """`python -m train --help` explains each option (from TrainConfig's field notes) and shows its default."""
+    with pytest.raises(SystemExit):
+        train_module.parse_args(["--help"])
+    text = capsys.readouterr().out
+    options = {"--" + f.name.replace("_", "-") for f in train_module.dataclasses.fields(train_module.TrainConfig)}
+    for option in options:
+        line = next(line for line in text.split("\n  --") if line.split()[0] == option[2:])
+        assert "(default:" in " ".join(line.split()), f"{option} has no help text: {line!r}"
+    assert "gender error (%) + age MAE" in " ".join(text.split())  # argparse's % escaped, not an error or a lost sign

@@ -60,49 +60,68 @@ DEFAULT_CACHE = Path.home() / ".cache" / "face-age-gender"
 DEFAULT_SIZE = {"scratch": 64, "vgg16": 128}
 
 
+def option(default, help: str):
+    """A TrainConfig field whose comment is also its --help text."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    model: str = "scratch"
-    data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)])
-    out: str = "runs/scratch"
-    image_size: int = 0  # 0: the architecture's default
-    epochs: int = 30
-    batch_size: int = 64  # in all: with N processes, each takes batch_size / N per step
-    workers: int = -1  # DataLoader processes gathering (and pinning) batches: -1 = 4 on a GPU, 0 on a CPU
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # or "plateau"
-    patience: int = 6  # early stopping: epochs without a better validation --select criterion
-    select: str = "loss"  # best epoch by validation "loss", or "score" = gender error (%) + age MAE (years)
-    balance: str = "cells"  # "cells": sample race x gender x age-band cells more evenly; "none": plain shuffle
-    balance_power: float = 0.5  # sample weight = 1 / cell count ** power (1 = every cell equally often)
-    gender_weight: float = 1.0
-    age_weight: float = 0.3
-    age_l1: float = 0.05
-    range_spread: float = 0.0  # range labels: weight of a loss spreading the age mass over the range (losses.py)
-    class_weight: bool = False  # up-weight the rarer gender by the train-split ratio
-    # The female class's loss weight per source, e.g. "fairface=1.3,utkface=0.77" (others 1; times the
-    # --class-weight ratio): a lean the model can learn per kind of photo, where the calibration's one
-    # gender offset serves every source alike and the sources lean opposite ways (docs/results.md).
-    female_weight: str = ""
-    seed: int = 0
-    device: str = "auto"
-    limit: int = 0  # use a seeded random subset of this many images (0 = all)
-    max_per_source: int = 0  # at most this many training images of each source, seeded (0 = all; val stays whole)
-    split_csv: str = ""  # reuse an existing split instead of making one
-    crops: str = "app"  # "app": each face found and aligned as the app does (train/aligned.py); "files": as stored
+    model: str = option("scratch", "the architecture")
+    data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)], metadata={"help": (
+        "one or more of: UTKFace tar.gz or folder, FairFace folder (with fairface_label_train.csv), CelebA root, "
+        "Male/Female folder tree")})
+    out: str = option("runs/scratch", "the run folder: model, checkpoint, history, report")
+    image_size: int = option(0, "0: the architecture's default")
+    epochs: int = option(30, "epochs in all (a resumed run may grow them)")
+    batch_size: int = option(64, "in all: with N processes, each takes batch_size / N per step")
+    workers: int = option(-1, "DataLoader processes gathering (and pinning) batches: -1 = 4 on a GPU, 0 on a CPU")
+    lr: float = option(2e-3, "learning rate (AdamW) at the start of --schedule")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    schedule: str = option("cosine", "cosine decay over --epochs, or plateau: lr x 0.3 when validation stalls")
+    patience: int = option(6, "early stopping: epochs without a better validation --select criterion")
+    select: str = option("loss", "best epoch by validation loss, or score = gender error (%) + age MAE (years)")
+    balance: str = option("cells", "cells: sample race x gender x age-band cells more evenly; none: plain shuffle")
+    balance_power: float = option(0.5, "sample weight = 1 / cell count ** power (1 = every cell equally often)")
+    gender_weight: float = option(1.0, "weight of the gender loss")
+    age_weight: float = option(0.3, "weight of the age-distribution loss")
+    age_l1: float = option(0.05, "weight of the L1 pull of the expected age on exact ages")
+    range_spread: float = option(0.0, "range labels: weight of a loss spreading the age mass over the range "
+                                 "(losses.py)")
+    class_weight: bool = option(False, "up-weight the rarer gender by the train-split ratio")
+    # A lean the model can learn per kind of photo, where the calibration's one gender offset serves every
+    # source alike and the sources lean opposite ways (docs/training.md).
+    female_weight: str = option("", "the female class's loss weight per source, e.g. fairface=1.3,utkface=0.77 "
+                                "(others 1; times --class-weight's ratio)")
+    seed: int = option(0, "seeds the split, sampling, augmentation and weights")
+    device: str = option("auto", "auto = the GPU when there is one; or cpu, cuda, cuda:1 ...")
+    limit: int = option(0, "use a seeded random subset of this many images (0 = all)")
+    max_per_source: int = option(0, "at most this many training images of each source, seeded (0 = all; val "
+                                 "stays whole)")
+    split_csv: str = option("", "reuse an existing split instead of making one")
+    crops: str = option("app", "app: train on each face as the app finds and aligns it (train/aligned.py; the "
+                        "image's own crop where no face is found); files: the images as stored")
     # VGG16 only
-    vgg_weights: str = str(DEFAULT_VGG_WEIGHTS)  # safetensors file, "torchvision" (download) or "random"
-    init_from: str = ""  # start from this model's weights (a folder or spec, e.g. assets/models/vgg16)
-    tuned_blocks: int = 1  # conv blocks fine-tuned (1 = block 5; 2 = blocks 4-5, about 5x slower per image)
-    head_epochs: int = 2  # gradual unfreezing: heads alone first, then the tuned blocks
-    backbone_lr_scale: float = 0.1
-    cache_features: str = "auto"  # cache the frozen part's output: auto = on CPU only
-    flip_cache: bool = False  # also cache the flipped training images' features: a true flip augmentation
-    augmented_copies: int = 0  # also cache the features of N augmented copies of the training images (seeded)
-    precision: str = "fp32"  # "bf16": autocast forward passes (1.8x faster VGG16 on a CPU with AVX512-BF16)
-    cache_dir: str = str(DEFAULT_CACHE)
-    push_to_hub: str = ""  # repo id: evaluate and publish when training ends
+    vgg_weights: str = option(str(DEFAULT_VGG_WEIGHTS), 'safetensors file, "torchvision" (download) or "random"')
+    init_from: str = option("", "start from this model's weights (a folder or spec, e.g. assets/models/vgg16)")
+    tuned_blocks: int = option(1, "conv blocks fine-tuned (1 = block 5; 2 = blocks 4-5, about 5x slower per image)")
+    head_epochs: int = option(2, "gradual unfreezing: heads alone first, then the tuned blocks")
+    backbone_lr_scale: float = option(0.1, "the tuned VGG16 blocks' learning rate, as a share of --lr")
+    cache_features: str = option("auto", "cache the frozen part's output: auto = on CPU only")
+    flip_cache: bool = option(False, "also cache the flipped training images' features: a true flip augmentation")
+    augmented_copies: int = option(0, "also cache the features of N augmented copies of the training images (seeded)")
+    precision: str = option("fp32", "bf16: autocast forward passes (1.8x faster VGG16 on a CPU with AVX512-BF16)")
+    cache_dir: str = option(str(DEFAULT_CACHE), "extracted data, image, face and feature caches")
+    push_to_hub: str = option("", "repo id: evaluate and publish when training ends")
+
+
+CHOICES = {"model": ["scratch", "vgg16"], "schedule": ["cosine", "plateau"], "precision": ["fp32", "bf16"],
+           "select": ["loss", "score"], "balance": ["cells", "none"], "crops": ["app", "files"]}
+
+
+def help_text(f: dataclasses.Field) -> str:
+    """A field's --help text, with argparse's % escaped ("" still shows the default)."""
+    return f.metadata.get("help", "").replace("%", "%%")
 
 
 def parse_args(argv=None) -> TrainConfig:
@@ -111,25 +130,15 @@ def parse_args(argv=None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         flag = "--" + f.name.replace("_", "-")
-        if f.name in ("model", "schedule", "precision", "select", "balance", "crops"):
-            continue  # added below with their choices
-        if f.type == "bool":
-            parser.add_argument(flag, action="store_true")
+        if f.name in CHOICES:
+            parser.add_argument(flag, choices=CHOICES[f.name], default=default, help=help_text(f))
+        elif f.type == "bool":
+            parser.add_argument(flag, action="store_true", help=help_text(f))
         elif f.name == "data":
-            parser.add_argument(flag, nargs="+", default=default,
-                                help="one or more of: UTKFace tar.gz or folder, FairFace folder (with "
-                                     "fairface_label_train.csv), CelebA root, Male/Female folder tree")
+            parser.add_argument(flag, nargs="+", default=default, help=help_text(f))
         else:
             kind = {"int": int, "float": float}.get(f.type, str)
-            parser.add_argument(flag, type=kind, default=default)
-    parser.add_argument("--model", choices=["scratch", "vgg16"], default="scratch")
-    parser.add_argument("--schedule", choices=["cosine", "plateau"], default="cosine")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--select", choices=["loss", "score"], default="loss")
-    parser.add_argument("--balance", choices=["cells", "none"], default="cells")
-    parser.add_argument("--crops", choices=["app", "files"], default="app",
-                        help="app: train on each face as the app finds and aligns it (the image's own crop where "
-                             "no face is found); files: the images as stored")
+            parser.add_argument(flag, type=kind, default=default, help=help_text(f))
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
     cfg.image_size = cfg.image_size or DEFAULT_SIZE[cfg.model]
     return cfg
