@@ -203,6 +203,7 @@ def test_recalibrate_fits_what_the_run_fitted_and_refits_a_mirrored_model(run, c
     assert any(direct[True][name] != pytest.approx(direct[False][name], abs=1e-4)
                for name in ("gender_temperature", "gender_offset", "age_temperature"))
 
+
 def test_measure_tight_crops_reports_every_bar_for_every_model_and_source(run, capsys, shared_dir):
     """train.measure_tight_crops on a run's validation split (synthetic faces: the detector finds none, so
     no bar adds any) and the face-free squares of the PASCAL photos: fewer false faces at a higher bar."""

@@ -5,10 +5,11 @@
 Reads the `predictions.csv` that `train.evaluate` writes for UTKFace test (EVAL/) and FairFace val
 (EVAL/fairface/), or `train.validate --predictions` for the validation split, for the same faces (bundles
 keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
-by a paired bootstrap over faces (the figures: gender accuracy, age MAE or age-range accuracy, end to end
-where the evaluation has it, and the gap between gender accuracy on women and on men) (both models scored on the same resampled faces). It says which model
-measures better on a figure only where the interval leaves out 0: a difference of a few faces in
-thousands is noise. This is how the app's default model is chosen (docs/results.md).
+by a paired bootstrap over faces (both models scored on the same resampled faces). The figures: gender
+accuracy, age MAE or age-range accuracy, end to end where the evaluation has it, and the gap between gender
+accuracy on women and on men. It says which model measures better on a figure only where the interval
+leaves out 0: a difference of a few faces in thousands is noise. This is how the app's default model is
+chosen (docs/results.md).
 """
 from __future__ import annotations
 

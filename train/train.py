@@ -60,14 +60,14 @@ DEFAULT_CACHE = Path.home() / ".cache" / "face-age-gender"
 DEFAULT_SIZE = {"scratch": 64, "vgg16": 128}
 
 
-def option(default, help: str):
-    """A TrainConfig field whose comment is also its --help text."""
-    return field(default=default, metadata={"help": help})
+def option(default, help: str, choices: list[str] | None = None):
+    """A TrainConfig field with its --help text (and, where the value is one of a few, its choices)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class TrainConfig:
-    model: str = option("scratch", "the architecture")
+    model: str = option("scratch", "the architecture", ["scratch", "vgg16"])
     data: list[str] = field(default_factory=lambda: [str(DEFAULT_DATA)], metadata={"help": (
         "one or more of: UTKFace tar.gz or folder, FairFace folder (with fairface_label_train.csv), CelebA root, "
         "Male/Female folder tree")})
@@ -78,10 +78,13 @@ class TrainConfig:
     workers: int = option(-1, "DataLoader processes gathering (and pinning) batches: -1 = 4 on a GPU, 0 on a CPU")
     lr: float = option(2e-3, "learning rate (AdamW) at the start of --schedule")
     weight_decay: float = option(1e-4, "AdamW weight decay")
-    schedule: str = option("cosine", "cosine decay over --epochs, or plateau: lr x 0.3 when validation stalls")
+    schedule: str = option("cosine", "cosine decay over --epochs, or plateau: lr x 0.3 when validation stalls",
+                           ["cosine", "plateau"])
     patience: int = option(6, "early stopping: epochs without a better validation --select criterion")
-    select: str = option("loss", "best epoch by validation loss, or score = gender error (%) + age MAE (years)")
-    balance: str = option("cells", "cells: sample race x gender x age-band cells more evenly; none: plain shuffle")
+    select: str = option("loss", "best epoch by validation loss, or score = gender error (%) + age MAE (years)",
+                         ["loss", "score"])
+    balance: str = option("cells", "cells: sample race x gender x age-band cells more evenly; none: plain shuffle",
+                          ["cells", "none"])
     balance_power: float = option(0.5, "sample weight = 1 / cell count ** power (1 = every cell equally often)")
     gender_weight: float = option(1.0, "weight of the gender loss")
     age_weight: float = option(0.3, "weight of the age-distribution loss")
@@ -100,7 +103,7 @@ class TrainConfig:
                                  "stays whole)")
     split_csv: str = option("", "reuse an existing split instead of making one")
     crops: str = option("app", "app: train on each face as the app finds and aligns it (train/aligned.py; the "
-                        "image's own crop where no face is found); files: the images as stored")
+                        "image's own crop where no face is found); files: the images as stored", ["app", "files"])
     # VGG16 only
     vgg_weights: str = option(str(DEFAULT_VGG_WEIGHTS), 'safetensors file, "torchvision" (download) or "random"')
     init_from: str = option("", "start from this model's weights (a folder or spec, e.g. assets/models/vgg16)")
@@ -110,13 +113,10 @@ class TrainConfig:
     cache_features: str = option("auto", "cache the frozen part's output: auto = on CPU only")
     flip_cache: bool = option(False, "also cache the flipped training images' features: a true flip augmentation")
     augmented_copies: int = option(0, "also cache the features of N augmented copies of the training images (seeded)")
-    precision: str = option("fp32", "bf16: autocast forward passes (1.8x faster VGG16 on a CPU with AVX512-BF16)")
+    precision: str = option("fp32", "bf16: autocast forward passes (1.8x faster VGG16 on a CPU with AVX512-BF16)",
+                            ["fp32", "bf16"])
     cache_dir: str = option(str(DEFAULT_CACHE), "extracted data, image, face and feature caches")
     push_to_hub: str = option("", "repo id: evaluate and publish when training ends")
-
-
-CHOICES = {"model": ["scratch", "vgg16"], "schedule": ["cosine", "plateau"], "precision": ["fp32", "bf16"],
-           "select": ["loss", "score"], "balance": ["cells", "none"], "crops": ["app", "files"]}
 
 
 def help_text(f: dataclasses.Field) -> str:
@@ -130,8 +130,8 @@ def parse_args(argv=None) -> TrainConfig:
     for f in dataclasses.fields(TrainConfig):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         flag = "--" + f.name.replace("_", "-")
-        if f.name in CHOICES:
-            parser.add_argument(flag, choices=CHOICES[f.name], default=default, help=help_text(f))
+        if f.metadata.get("choices"):
+            parser.add_argument(flag, choices=f.metadata["choices"], default=default, help=help_text(f))
         elif f.type == "bool":
             parser.add_argument(flag, action="store_true", help=help_text(f))
         elif f.name == "data":
