@@ -452,6 +452,17 @@ def test_limit_samples_every_source_in_proportion(tmp_path, utk, fairface):
     assert [r.path for r in limit_records(records, 100, seed=0)] == [r.path for r in chosen]
 
 
+def test_limit_also_cuts_a_reused_split_and_keeps_each_faces_split(tmp_path, utk):
+    from train.train import prepare_data
+    prepare_data(tiny_config(tmp_path, utk, out=tmp_path / "a"), tmp_path / "a")
+    published = {r["path"]: r["split"] for r in read_split(tmp_path / "a")}
+    prepare_data(tiny_config(tmp_path, utk, out=tmp_path / "b", split_csv=tmp_path / "a" / "split.csv", limit=60),
+                 tmp_path / "b")
+    rows = read_split(tmp_path / "b")
+    assert len(rows) == 60 < len(published)  # --limit was ignored with --split-csv before
+    assert all(published[r["path"]] == r["split"] for r in rows)
+
+
 def test_balance_option_and_score_without_exact_ages():
     assert parse_args([]).balance == "cells" and parse_args([]).balance_power == 0.5
     assert parse_args(["--balance", "none", "--balance-power", "0.7"]).balance_power == 0.7

@@ -230,7 +230,7 @@ def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[
     root = data_root(records)
     if cfg.split_csv:  # reuse a published split; sources it does not cover get their own seeded split
         records = apply_split_csv(records, Path(cfg.split_csv), root, [e["root"] for e in report["sources"]])
-    elif cfg.limit and cfg.limit < len(records):
+    if cfg.limit and cfg.limit < len(records):  # after the published split too: each face keeps its split
         records = limit_records(records, cfg.limit, cfg.seed)
     split_records(records, seed=cfg.seed)
     if cfg.max_per_source:
