@@ -113,6 +113,17 @@ def test_archive_is_extracted_once_into_the_cache(tmp_path):
     mtime = marker.stat().st_mtime_ns
     load_records([archive], tmp_path / "cache")
     assert marker.stat().st_mtime_ns == mtime
+    # a fresh copy of the same archive (another path, a new time: a new machine) reuses the extraction,
+    # so the image caches keyed by the extracted files' stamps stay valid
+    copy = tmp_path / "elsewhere" / "UTKFace.tar.gz"
+    copy.parent.mkdir()
+    shutil.copy(archive, copy)
+    assert [r.path for r in load_records([copy], tmp_path / "cache")[0]] == [r.path for r in records]
+    assert len(list((tmp_path / "cache").glob("*/.extracted"))) == 1
+    with tarfile.open(copy, "w:gz") as tar:  # other contents: extracted apart
+        tar.add(tmp_path / "src" / "UTKFace" / Path(records[0].path).name, arcname="UTKFace/one.jpg")
+    load_records([copy], tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*/.extracted"))) == 2
 
 
 def test_celeba_layout(tmp_path):
