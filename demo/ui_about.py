@@ -11,11 +11,14 @@ from demo.ui_models import CHOICES, ModelBank
 from model.card import training_summary
 from model.datasets import DATASETS, describe, trained_on
 
-ARCHITECTURES = {
-    "scratch": "A small convolutional network trained from scratch: quick on a CPU.",
-    "vgg16": "VGG16's ImageNet-pretrained convolutional base, its last block fine-tuned with two small heads: "
-             "several times slower on a CPU.",
-}
+def architecture(name: str, options: dict) -> str:
+    """What the model is, from its training options (how many VGG16 blocks were tuned)."""
+    if name == "scratch":
+        return "A small convolutional network trained from scratch: quick on a CPU."
+    blocks = int(options.get("tuned_blocks") or 1)
+    tuned = "its last block" if blocks == 1 else f"its last {blocks} blocks"
+    return (f"VGG16's ImageNet-pretrained convolutional base, {tuned} fine-tuned with two small heads: "
+            "several times slower on a CPU.")
 
 CAVEATS = """
 ### Please read
@@ -69,7 +72,7 @@ def data_markdown(datasets) -> str:
 def model_section(name: str, metrics: dict | None, data_report: dict | None = None,
                   training: tuple[dict, dict] = ({}, {})) -> str:
     choice = CHOICES[name]
-    lines = [f"### {choice.label}", ARCHITECTURES[name]]
+    lines = [f"### {choice.label}", architecture(name, training[1])]
     datasets = trained_on(data_report or {})
     if datasets:
         lines.append(f"Trained on {describe(datasets)}.")

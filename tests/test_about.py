@@ -83,3 +83,9 @@ def test_model_section_and_card_say_how_long_and_on_what_the_model_trained(tmp_p
 def test_model_section_says_when_faces_are_read_with_their_mirror_image():
     assert "mirrored" not in model_section("vgg16", METRICS, BOTH)
     assert "as it is and mirrored" in model_section("vgg16", METRICS | {"flip_average": True}, BOTH)
+
+
+def test_model_section_says_how_many_vgg16_blocks_were_tuned():
+    assert "its last block fine-tuned" in model_section("vgg16", METRICS, BOTH)  # options not shipped: block 5
+    two = model_section("vgg16", METRICS, BOTH, ({}, {"tuned_blocks": 2}))
+    assert "its last 2 blocks fine-tuned" in two and "its last block" not in two
