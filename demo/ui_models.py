@@ -29,10 +29,10 @@ class Choice:
 
 
 CHOICES = {
-    # Labels say what was measured: the two are as accurate as each other within the noise of the test sets,
-    # and the scratch CNN runs several times faster on a CPU (README; docs/results.md, "Which model is the default").
+    # Labels say what was measured: VGG16 is better on both evaluation sets beyond their noise, and the scratch
+    # CNN runs several times faster on a CPU (README; docs/results.md, "Which model is the default").
     "scratch": Choice("scratch", "Scratch CNN · fast", "scratch"),
-    "vgg16": Choice("vgg16", "VGG16 · ImageNet-pretrained, slower", "vgg16"),
+    "vgg16": Choice("vgg16", "VGG16 · more accurate, slower", "vgg16"),
 }
 
 

@@ -205,7 +205,7 @@ def test_model_load_failure_is_one_clean_sentence_and_not_retried_per_request():
     for _ in range(2):
         with pytest.raises(gr.Error) as error:
             run(bank, "vgg16", EXAMPLES / "astronaut.jpg")
-        assert error.value.message == ("The VGG16 · ImageNet-pretrained, slower model could not be loaded: "
+        assert error.value.message == ("The VGG16 · more accurate, slower model could not be loaded: "
                                        "/models/vgg16/model.safetensors is corrupt or truncated")
     assert calls == ["/models/vgg16"]
 
@@ -459,7 +459,7 @@ def test_webcam_problems_go_to_the_status_line_and_the_stream_goes_on(bank):
     problems = [({"url": data_url(b"this is not a picture")}, "scratch",
                  "⚠️ This file is not an image (or not a format we can read)"),
                 ({"path": "/etc/passwd"}, "scratch", f"⚠️ {NOT_UPLOADED}"),
-                (frame, "vgg16", "⚠️ The VGG16 · ImageNet-pretrained, slower model could not be loaded: ")]
+                (frame, "vgg16", "⚠️ The VGG16 · more accurate, slower model could not be loaded: ")]
     for payload, model_name, status_start in problems:
         shown, status, stream = on_frame(bank, payload, model_name, 0.5, False, "gender", stream)
         assert shown == gr.skip() and status.startswith(status_start), status  # no exception, no toast
