@@ -103,7 +103,8 @@ def main(argv=None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=25, help="per client")
     parser.add_argument("--model", default="scratch", choices=["scratch", "vgg16"],
-                        help="the model the clients ask for (default scratch, the app's default)")
+                        help="the model the clients ask for (default scratch, the faster one; the figures in "
+                             "docs/benchmarks.md are its)")
     args = parser.parse_args(argv)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
