@@ -15,6 +15,7 @@ import httpx
 from appserver import wait_until_serving
 from demo.loadtest import free_port
 from demo.ui_models import CHOICES
+from model.hub import DEFAULT_ARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 # The app reads these too: a developer's settings must not change what is tested.
@@ -32,10 +33,10 @@ def test_a_default_model_that_cannot_load_stops_the_app_with_one_sentence(tmp_pa
     empty.mkdir()
     temp.mkdir()
     done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--port", str(free_port()),
-                           "--scratch-spec", str(empty)], cwd=ROOT, env=app_env(temp), capture_output=True,
+                           f"--{DEFAULT_ARCH}-spec", str(empty)], cwd=ROOT, env=app_env(temp), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.splitlines()[-1] == (f"The {CHOICES['scratch'].label} model could not be loaded: {empty} has "
+    assert done.stderr.splitlines()[-1] == (f"The {CHOICES[DEFAULT_ARCH].label} model could not be loaded: {empty} has "
                                             "no config.json (a model needs config.json and model.safetensors)")
     assert "Traceback" not in done.stderr and "Serving on" not in done.stdout
     assert list(temp.iterdir()) == []  # the private folder made at start is removed on this exit too
