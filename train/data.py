@@ -114,14 +114,10 @@ def parse_utkface_name(name: str) -> tuple[int, int, int] | None:
 def extract_archive(archive: Path, cache_dir: Path) -> Path:
     """Extract a UTKFace .tar.gz once into the cache (never into the repo); return the image folder.
 
-    Keyed by the archive's bytes (0.1 s for UTKFace's 106 MB), not its path or time: a machine that gets a
+    Keyed by the archive's bytes (file_digest: 0.2 s for UTKFace's 106 MB), not its path or time: a machine that gets a
     fresh copy of the same archive reuses the extraction, and with it (the extracted files keep the times
     the archive stores) the decoded-image and face-finding caches, 5 minutes of a training run."""
-    digest = hashlib.sha1()
-    with open(archive, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    key = digest.hexdigest()[:12]
+    key = file_digest(archive)[:12]
     target = cache_dir / f"{archive.name.split('.')[0]}-{key}"
     done = target / ".extracted"
     if not done.exists():
