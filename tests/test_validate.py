@@ -52,6 +52,28 @@ def test_each_source_is_scored_on_the_runs_validation_rows(run):
         assert share == pytest.approx(r["gender_accuracy"], abs=1e-9), source
 
 
+def test_precision_reads_every_model_through_the_fast_path(run, tmp_path):
+    """--precision: every model through the app's fast path. At fp32 it answers face by face as the reference;
+    at bf16 its answers move (so bf16 did run) by little, and the scores by a face or two at most."""
+    spec = str(run / "model")
+    results = {}
+    for precision in (None, "fp32", "bf16"):
+        results[precision] = validate(run, [spec], predictions=tmp_path / str(precision), precision=precision)[spec]
+
+    def ages(precision):
+        with open(tmp_path / str(precision) / "0" / "predictions.csv") as f:
+            return torch.tensor([float(row["pred_age"]) for row in csv.DictReader(f)])
+
+    reference, fast, half = ages(None), ages("fp32"), ages("bf16")
+    assert torch.allclose(fast, reference, atol=1e-3)
+    assert 0 < (half - reference).abs().max() < 1.0
+    for source, r in results[None].items():
+        assert results["fp32"][source]["gender_accuracy"] == pytest.approx(r["gender_accuracy"], abs=1e-9), source
+        assert abs(results["bf16"][source]["gender_accuracy"] - r["gender_accuracy"]) * r["n"] <= 2, source
+    with pytest.raises(SystemExit):
+        main(["--run", str(run), "--model", spec, "--precision", "fp16"])
+
+
 def test_the_command_prints_a_line_per_model_and_source(run, capsys, tmp_path):
     shutil.copytree(run / "model", tmp_path / "other")
     main(["--run", str(run), "--model", str(run / "model"), "--model", str(tmp_path / "other")])
