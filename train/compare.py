@@ -6,8 +6,9 @@ Reads the `predictions.csv` that `train.evaluate` writes for UTKFace test (EVAL/
 (EVAL/fairface/), or `train.validate --predictions` for the validation split, for the same faces (bundles
 keep the figures, not these rows), and prints, per figure, A's and B's value, A - B and its 95% interval
 by a paired bootstrap over faces (both models scored on the same resampled faces). The figures: gender
-accuracy, age MAE or age-range accuracy, end to end where the evaluation has it, and the gap between gender
-accuracy on women and on men. It says which model measures better on a figure only where the interval
+accuracy, age MAE or age-range accuracy, end to end where the evaluation has it, the gap between gender
+accuracy on women and on men, and the worst race group's gender accuracy under the mean of the groups (as
+train.evaluate's race gap; where the set has more than one group). It says which model measures better on a figure only where the interval
 leaves out 0: a difference of a few faces in thousands is noise. This is how the app's default model is
 chosen (docs/results.md).
 """
@@ -24,7 +25,8 @@ from train.metrics import gender_correct
 
 BOOTSTRAPS = 2000
 GAP = "women - men gap"  # |gender accuracy on women - on men|: how unevenly a model misreads the two
-LOWER_IS_BETTER = {"age MAE (y)", GAP}
+RACE_GAP = "worst race gap"  # mean of the race groups' gender accuracy - the worst group's (train.metrics)
+LOWER_IS_BETTER = {"age MAE (y)", GAP, RACE_GAP}
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -36,7 +38,7 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     def column(name: str) -> np.ndarray:
         return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
     out = {"file": np.array([r["file"] for r in rows]), "gender": column("gender"), "p_female": column("p_female"),
-           "pred_age": column("pred_age"), "age": column("age")}
+           "pred_age": column("pred_age"), "age": column("age"), "race": np.array([r.get("race", "") for r in rows])}
     if "true_age_low" in rows[0]:
         out |= {"low": column("true_age_low"), "high": column("true_age_high")}
     if "detection_on_p_female" in rows[0]:  # empty where no face was found: NaN
@@ -66,21 +68,40 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0, bootstraps: i
             "high": float(high)}
 
 
-def paired_gap_difference(correct_a: np.ndarray, correct_b: np.ndarray, gender: np.ndarray, seed: int = 0,
-                          bootstraps: int = BOOTSTRAPS) -> dict:
-    """|accuracy on women - on men| of A minus B's, and its 95% interval, over faces resampled as in
-    paired_difference. The gap is not a mean over faces, so each draw computes it from its own faces."""
-    def gap(correct, idx):
-        women = gender[idx] == 1
-        on_women = (correct[idx] * women).sum(-1) / women.sum(-1)
-        on_men = (correct[idx] * ~women).sum(-1) / (~women).sum(-1)
-        return np.abs(on_women - on_men)
-    everyone = np.arange(len(gender))
-    idx = np.random.default_rng(seed).integers(0, len(gender), (bootstraps, len(gender)))
-    diffs = gap(correct_a, idx) - gap(correct_b, idx)
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    a, b = float(gap(correct_a, everyone)), float(gap(correct_b, everyone))
+def paired_statistic_difference(statistic, correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0,
+                                bootstraps: int = BOOTSTRAPS) -> dict:
+    """statistic(correct, idx) of A minus B's, and its 95% interval, over faces resampled as in
+    paired_difference. For figures that are not a mean over faces (the gaps): each draw computes them from
+    its own faces (idx: [draws, faces] indices)."""
+    everyone = np.arange(len(correct_a))[None]
+    idx = np.random.default_rng(seed).integers(0, len(correct_a), (bootstraps, len(correct_a)))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a group absent from a draw: NaN, left out below
+        diffs = statistic(correct_a, idx) - statistic(correct_b, idx)
+        a, b = float(statistic(correct_a, everyone)[0]), float(statistic(correct_b, everyone)[0])
+    low, high = np.nanpercentile(diffs, [2.5, 97.5])
     return {"a": a, "b": b, "diff": a - b, "low": float(low), "high": float(high)}
+
+
+def group_accuracies(correct: np.ndarray, idx: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """[groups, draws]: the share correct within each group (a boolean mask over faces) of each draw's faces."""
+    return np.stack([(correct[idx] * g[idx]).sum(-1) / g[idx].sum(-1) for g in groups])
+
+
+def women_men_gap(gender: np.ndarray):
+    """|accuracy on women - on men|, as a statistic for paired_statistic_difference."""
+    groups = [gender == 1, gender == 0]
+    return lambda correct, idx: np.abs(np.subtract(*group_accuracies(correct, idx, groups)))
+
+
+def worst_race_gap(race: np.ndarray):
+    """The mean of the race groups' accuracies minus the worst group's (train.metrics.worst_group_gap); a face
+    whose race is not labelled ("unknown", one in UTKFace's validation rows) is in no group."""
+    groups = [race == name for name in np.unique(race) if name not in ("", "unknown")]
+
+    def gap(correct, idx):
+        accuracies = group_accuracies(correct, idx, groups)
+        return np.nanmean(accuracies, 0) - np.nanmin(accuracies, 0)
+    return gap
 
 
 def compare(eval_a: Path, eval_b: Path, seed: int = 0) -> dict[str, dict[str, dict]]:
@@ -96,9 +117,12 @@ def compare(eval_a: Path, eval_b: Path, seed: int = 0) -> dict[str, dict[str, di
             raise SystemExit(f"{path_a} and {path_b} are not the same faces in the same order")
         sa, sb = per_face_scores(a), per_face_scores(b)
         results[name] = {k: paired_difference(sa[k], sb[k], seed) for k in sa}
+        correct_a, correct_b = sa["gender accuracy"], sb["gender accuracy"]
         if {0, 1} <= set(a["gender"]):
-            results[name][GAP] = paired_gap_difference(sa["gender accuracy"], sb["gender accuracy"], a["gender"],
-                                                       seed)
+            results[name][GAP] = paired_statistic_difference(women_men_gap(a["gender"]), correct_a, correct_b, seed)
+        if len(set(a["race"]) - {"", "unknown"}) > 1:
+            results[name][RACE_GAP] = paired_statistic_difference(worst_race_gap(a["race"]), correct_a, correct_b,
+                                                                  seed)
     if not results:
         raise SystemExit(f"no predictions.csv in both {eval_a} and {eval_b}")
     return results
