@@ -8,9 +8,9 @@ keep the figures, not these rows), and prints, per figure, A's and B's value, A 
 by a paired bootstrap over faces (both models scored on the same resampled faces). The figures: gender
 accuracy, age MAE or age-range accuracy, end to end where the evaluation has it, the gap between gender
 accuracy on women and on men, and the worst race group's gender accuracy under the mean of the groups (as
-train.evaluate's race gap; where the set has more than one group). It says which model measures better on a figure only where the interval
-leaves out 0: a difference of a few faces in thousands is noise. This is how the app's default model is
-chosen (docs/results.md).
+train.evaluate's race gap; where the set has more than one group). It says which model measures better on
+a figure only where the interval leaves out 0: a difference of a few faces in thousands is noise. This is
+how the app's default model is chosen (docs/results.md).
 """
 from __future__ import annotations
 
