@@ -93,11 +93,14 @@ def women_men_gap(gender: np.ndarray):
     return lambda correct, idx: np.abs(np.subtract(*group_accuracies(correct, idx, groups)))
 
 
-def worst_race_gap(race: np.ndarray):
-    """The mean of the race groups' accuracies minus the worst group's (train.metrics.worst_group_gap); a face
-    whose race is not labelled ("unknown", one in UTKFace's validation rows) is in no group."""
-    groups = [race == name for name in np.unique(race) if name not in ("", "unknown")]
+def race_groups(race: np.ndarray) -> list[np.ndarray]:
+    """A mask over faces per race group; a face whose race is not labelled ("unknown", one in UTKFace's
+    validation rows) is in no group."""
+    return [race == name for name in np.unique(race) if name not in ("", "unknown")]
 
+
+def worst_race_gap(groups: list[np.ndarray]):
+    """The mean of the race groups' accuracies minus the worst group's (train.metrics.worst_group_gap)."""
     def gap(correct, idx):
         accuracies = group_accuracies(correct, idx, groups)
         return np.nanmean(accuracies, 0) - np.nanmin(accuracies, 0)
@@ -120,9 +123,9 @@ def compare(eval_a: Path, eval_b: Path, seed: int = 0) -> dict[str, dict[str, di
         correct_a, correct_b = sa["gender accuracy"], sb["gender accuracy"]
         if {0, 1} <= set(a["gender"]):
             results[name][GAP] = paired_statistic_difference(women_men_gap(a["gender"]), correct_a, correct_b, seed)
-        if len(set(a["race"]) - {"", "unknown"}) > 1:
-            results[name][RACE_GAP] = paired_statistic_difference(worst_race_gap(a["race"]), correct_a, correct_b,
-                                                                  seed)
+        groups = race_groups(a["race"])
+        if len(groups) > 1:
+            results[name][RACE_GAP] = paired_statistic_difference(worst_race_gap(groups), correct_a, correct_b, seed)
     if not results:
         raise SystemExit(f"no predictions.csv in both {eval_a} and {eval_b}")
     return results
