@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="interface to listen on (env GRADIO_SERVER_NAME; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860")),
                         help="port (env GRADIO_SERVER_PORT; default 7860)")
-    parser.add_argument("--model", default=env("FACE_APP_MODEL"), choices=["scratch", "vgg16"],
+    parser.add_argument("--model", default=env("FACE_APP_MODEL"), choices=["scratch", "vgg16", "ensemble"],
                         help="model selected at start (env FACE_APP_MODEL; default: model.hub.DEFAULT_ARCH, the "
                              "one that measures best, as in the CLI and the API)")
     parser.add_argument("--scratch-spec", default=env("FACE_SCRATCH_SPEC"), metavar="SPEC",

@@ -1,6 +1,6 @@
 """Batch age & gender for images, videos and folders: one output row per face (photos) or per person (videos).
 
-    python -m demo.cli IMAGE_VIDEO_OR_DIR... [--model scratch|vgg16|<hub id or dir>] [--format json|csv]
+    python -m demo.cli IMAGE_VIDEO_OR_DIR... [--model scratch|vgg16|ensemble|<hub id or dir>] [--format json|csv]
                        [--no-detect] [--detector auto|full|short|both] [--cam OUT_DIR] [--output FILE]
                        [--min-score 0.5] [--threads N] [--max-faces N] [--per-frame] [--every N]
 
@@ -107,8 +107,8 @@ def save_cams(out_dir: Path, path: Path, result, heads: tuple[str, ...]) -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.cli", description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_VIDEO_OR_DIR")
-    parser.add_argument("--model", default=None, help="scratch, vgg16, a Hub id[@revision] or a model folder "
-                                                      "(default: $FACE_MODEL, else the default architecture)")
+    parser.add_argument("--model", default=None, help="scratch, vgg16, ensemble (both), a Hub id[@revision] or a model "
+                                                      "folder (default: $FACE_MODEL, else the default architecture)")
     parser.add_argument("--format", choices=("json", "csv"), default="json")
     parser.add_argument("--no-detect", action="store_true", help="the images are face crops: use each whole")
     parser.add_argument("--detector", choices=DETECTORS, default=None,

@@ -18,7 +18,7 @@ from model import align
 from model.cam import HEADS, explain
 from model.detect import Detection
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DETECTORS, FaceFinder, clip_box, cut_faces
-from model.fast import FastModel
+from model.fast import fast_model
 from model.gender import gender_confidence, gender_name
 from model.preprocess import batch_from_faces
 
@@ -103,7 +103,7 @@ class Pipeline:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}")
         self.model = model.eval()
-        self.fast = FastModel(self.model, precision)  # what predicts: self.model keeps its fp32 weights
+        self.fast = fast_model(self.model, precision)  # what predicts: self.model keeps its fp32 weights
         self.detector, self.min_score = detector, min_score
         self.finder = FaceFinder(max_side=max_side, max_faces=max_faces)
         self._lock = threading.Lock()  # one image at a time through the model

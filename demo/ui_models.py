@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Choice:
-    name: str  # short id, used by the API ("scratch", "vgg16")
+    name: str  # short id, used by the API ("scratch", "vgg16", "ensemble")
     label: str  # what the UI shows
     spec: str  # what model.hub.load_model receives (bundled name, local folder or Hub repo id)
 
@@ -33,6 +33,9 @@ CHOICES = {
     # CNN runs several times faster on a CPU (README; docs/results.md, "Which model is the default").
     "scratch": Choice("scratch", "Scratch CNN · fast", "scratch"),
     "vgg16": Choice("vgg16", "VGG16 · more accurate, slower", "vgg16"),
+    # Both networks on every face, answers averaged (model/ensemble.py): better than either on both sets, and
+    # the slowest (it runs both).
+    "ensemble": Choice("ensemble", "Both together · most accurate, slowest", "ensemble"),
 }
 
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 
-from model.fast import FastModel
+from model.fast import FastEnsemble, FastModel
 from model.gender import says_female
 from model.nets import mean_of_views, with_mirrors
 
@@ -67,39 +67,55 @@ def _normalise(maps: np.ndarray, size: tuple[int, int] | None = None) -> np.ndar
     return np.float32(result)
 
 
+def _parts(model) -> tuple[list[tuple], callable, callable]:
+    """([(features, tail, mirror)] per network, how their outputs combine, how the input reaches each) for an
+    AgeGenderNet or a model.fast wrapper of one; an ensemble (model/ensemble.py) has one part per member."""
+    net = model.model if isinstance(model, (FastModel, FastEnsemble)) else model
+    if hasattr(net, "members"):
+        members = model.members  # the FastModels of a FastEnsemble, or the ensemble's nets
+        parts = [_parts(m)[0][0] for m in members]
+        return parts, net.combine, net.member_inputs
+    features, tail = (model.features, model.tail) if isinstance(model, FastModel) else net.split_at_cam_layer()
+    return [(features, tail, net.mirror_average)], lambda outs: outs[0], lambda batch: [batch]
+
+
 def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings: dict | None = None
             ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray]]:
     """One forward pass -> (readouts as in `predict`, {head: Grad-CAM maps [N, S, S] float32 in [0, 1]}).
-    `model`: an AgeGenderNet (fp32) or a model.fast.FastModel (its body at its own precision).
-    `timings`, if given, gets the ms spent in the forward pass ("model") and on the maps ("cam")."""
+    `model`: an AgeGenderNet (fp32) or its model.fast wrapper (its body at its own precision). An ensemble's
+    map is the mean of its members' maps, each scaled to the input (pytorch-grad-cam's way with several target
+    layers). `timings`, if given, gets the ms spent in the forward pass ("model") and on the maps ("cam")."""
     start = time.perf_counter()
-    if isinstance(model, FastModel):
-        features, tail, mirror = model.features, model.tail, model.model.mirror_average
-    else:
-        (features, tail), mirror = model.split_at_cam_layer(), model.mirror_average
+    parts, combine, member_inputs = _parts(model)
     n = len(batch)
+    acts = []
     with torch.no_grad():  # the trunk below the CAM layer needs no backward at all (it may even be frozen)
-        act = features(with_mirrors(batch) if mirror else batch)
-    # A fp32 leaf that requires grad: gradients stop here.
-    act = act.float().requires_grad_(True)
+        for (features, _, mirror), part in zip(parts, member_inputs(batch)):
+            # A fp32 leaf that requires grad: gradients stop here.
+            acts.append(features(with_mirrors(part) if mirror else part).float().requires_grad_(True))
     with torch.enable_grad():
-        out = tail(act)
-        if mirror:  # the readouts are the two views' mean (model.nets.read_outputs), and so is the target
-            out = mean_of_views(out)
+        outs = []
+        for (_, tail, mirror), act in zip(parts, acts):
+            out = tail(act)
+            # the readouts are the two views' mean (model.nets.read_outputs), and so is the target
+            outs.append(mean_of_views(out) if mirror else out)
+        out = combine(outs)
     predicted = model.readouts(out)
     forward_done = time.perf_counter()
     size = (batch.shape[-1], batch.shape[-2])
     cams = {}
     for head in heads:
         score = sum(t(row) for t, row in zip(targets_for(head, predicted), out))
-        (grads,) = torch.autograd.grad(score, act, retain_graph=True)
-        weights = grads.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel weight = mean gradient
-        maps = (weights * act).sum(1).clamp(min=0).detach()
-        if mirror:  # each view's map of the averaged prediction, the mirror's turned back, summed
-            maps = maps[:n] + maps[n:].flip(-1)
-        maps = maps.numpy()
-        # The library normalises once per layer and again after averaging layers: same here.
-        cams[head] = _normalise(_normalise(maps, size))
+        grads = torch.autograd.grad(score, acts, retain_graph=True)
+        layer_maps = []
+        for (_, _, mirror), act, grad in zip(parts, acts, grads):
+            weights = grad.mean(dim=(2, 3), keepdim=True)  # Grad-CAM: channel weight = mean gradient
+            maps = (weights * act).sum(1).clamp(min=0).detach()
+            if mirror:  # each view's map of the averaged prediction, the mirror's turned back, summed
+                maps = maps[:n] + maps[n:].flip(-1)
+            layer_maps.append(_normalise(maps.numpy(), size))
+        # The library normalises once per layer, averages the layers, and normalises again: same here.
+        cams[head] = _normalise(np.mean(layer_maps, axis=0))
     if timings is not None:
         timings["model"] = timings.get("model", 0.0) + (forward_done - start) * 1000
         timings["cam"] = timings.get("cam", 0.0) + (time.perf_counter() - forward_done) * 1000
@@ -107,8 +123,8 @@ def explain(model, batch: torch.Tensor, heads: tuple[str, ...] = HEADS, timings:
 
 
 def library_cams(model, batch: torch.Tensor, targets: list) -> np.ndarray:
-    """Reference maps from pytorch-grad-cam's GradCAM on `model.cam_layer`: [N, S, S] float32 in [0, 1]."""
+    """Reference maps from pytorch-grad-cam's GradCAM on `model.cam_layers`: [N, S, S] float32 in [0, 1]."""
     from pytorch_grad_cam import GradCAM
 
-    with GradCAM(model=model, target_layers=[model.cam_layer]) as cam:
+    with GradCAM(model=model, target_layers=model.cam_layers) as cam:
         return cam(input_tensor=batch, targets=targets)

@@ -6,6 +6,8 @@ The spec (argument, else $FACE_MODEL, else DEFAULT_ARCH) is resolved in this ord
    default repo, DEFAULT_REPOS): downloaded through the Hub cache;
 3. the same files from the Hub cache when offline (HF_HUB_OFFLINE=1) or when the Hub cannot be reached;
 4. the weights bundled in assets/models/<arch>/, verified against the `sha256` file next to them.
+"ensemble" is the bundled assets/models/ensemble/: both networks averaged (model/ensemble.py), each member
+loaded by the same rules.
 
 Only connectivity moves on to the next source. A Hub that answers "no such repo / revision / file", or files
 that do not load (corrupt, truncated, another architecture) raise ModelLoadError: silently serving other
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 # 4-5 tuned is better beyond the noise on both (gender and ages on UTKFace test, gender and age ranges on FairFace
 # val), worse on nothing, so it is the default although the scratch CNN is several times faster.
 DEFAULT_ARCH = "vgg16"
+# The two networks together (model/ensemble.py): bundled only, a few bytes naming its members and its calibration.
+ENSEMBLE = "ensemble"
 DEFAULT_REPOS = {"scratch": "face-age-gender/age-gender-scratch", "vgg16": "face-age-gender/age-gender-vgg16"}
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 MODEL_FILES = ("config.json", "model.safetensors")
@@ -82,8 +86,16 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
     assets = Path(assets_dir or os.environ.get(ENV_ASSETS) or ASSETS_DIR)
     if Path(spec).expanduser().is_dir():
         folder = Path(spec).expanduser()
-        model = _load(folder)
+        model = _load(folder, assets)
         model.source = ModelSource(model.arch, "local", str(folder))
+    elif spec == ENSEMBLE:  # bundled only: its members come from the Hub, its cache or their own bundles
+        folder = assets / ENSEMBLE
+        if not folder.is_dir():
+            raise ModelLoadError(f"there is no bundled ensemble in {folder}")
+        verify_bundle(folder)
+        model = _load(folder, assets)
+        model.source = ModelSource(ENSEMBLE, "bundled", str(folder),
+                                   note="members: " + "; ".join(str(m.source) for m in model.members))
     else:
         repo_id, _, pinned = spec.partition("@")
         repo_id = DEFAULT_REPOS.get(repo_id, repo_id)
@@ -161,9 +173,10 @@ def _from_hub_files(repo_id: str, files: list[str], kind: str) -> AgeGenderNet:
     return model
 
 
-def _load(folder: Path) -> AgeGenderNet:
+def _load(folder: Path, assets: Path | None = None) -> AgeGenderNet:
     """One loader for one folder format: the architecture named in config.json, then its `from_pretrained`
     (PyTorchModelHubMixin: config.json as constructor arguments, model.safetensors loaded strictly); eval mode.
+    An ensemble's folder names its members, each loaded by load_model (bundles from `assets`).
     Every way the folder can be unusable becomes one ModelLoadError sentence."""
     config_path, weights_path = folder / MODEL_FILES[0], folder / MODEL_FILES[1]
     for path in (config_path, weights_path):
@@ -173,6 +186,14 @@ def _load(folder: Path) -> AgeGenderNet:
         arch = json.loads(config_path.read_text())["arch"]
     except (ValueError, KeyError, TypeError):
         raise ModelLoadError(f"{config_path} is not a model config (JSON with an 'arch' field)") from None
+    if arch == ENSEMBLE:
+        from model.ensemble import load_ensemble
+        try:
+            return load_ensemble(folder, lambda spec: load_model(spec, assets_dir=assets))
+        except ModelLoadError as e:
+            raise ModelLoadError(f"a member of the ensemble in {folder} does not load: {e}") from None
+        except Exception as e:  # a bad config or buffers file: one sentence, as for the networks below
+            raise ModelLoadError(f"{folder} is not a usable ensemble ({e})") from None
     if not isinstance(arch, str) or arch not in ARCHITECTURES:  # e.g. a list: unhashable, not a name
         raise ModelLoadError(f"{config_path} names architecture {arch!r}; this code knows {sorted(ARCHITECTURES)}")
     try:
@@ -197,7 +218,7 @@ def write_bundle(model: AgeGenderNet, dest: str | Path, half: bool = False) -> P
     dest = Path(dest)
     model.save_pretrained(dest)
     (dest / "README.md").unlink(missing_ok=True)  # the mixin's generic card: the project README covers it
-    if half:
+    if half and not hasattr(model, "members"):  # an ensemble's own file holds four calibration buffers
         state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
         save_file({k: v.contiguous() for k, v in state.items()}, dest / "model.safetensors")
     lines = [f"{_sha256(dest / name)}  {name}\n" for name in MODEL_FILES]

@@ -107,6 +107,11 @@ class AgeGenderNet(nn.Module):
         """The layer whose activations Grad-CAM weights (the last ReLU of the trunk)."""
         raise NotImplementedError
 
+    @property
+    def cam_layers(self) -> list[nn.Module]:
+        """The layers Grad-CAM weights, for pytorch-grad-cam's `target_layers`: this one (an ensemble: its members')."""
+        return [self.cam_layer]
+
     def split_at_cam_layer(self) -> tuple[nn.Sequential, nn.Sequential]:
         """(body, tail), sharing this model's modules: body(x) is `cam_layer`'s output and tail(body(x)) is
         forward(x). Inference runs the body at the CPU's fastest precision and Grad-CAM back-propagates
@@ -122,13 +127,18 @@ class AgeGenderNet(nn.Module):
         """Raw outputs as the model reads a face: forward, or its mirror average where the model says so."""
         return read_outputs(self, batch, self.mirror_average)
 
+    def calibrated(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw outputs -> (the calibrated gender logit [N], the calibrated and warped age distribution [N, AGE_BINS])."""
+        gender_logit, age_logits = split_output(out)
+        probs = warp_ages((age_logits / self.age_temperature).softmax(-1), self.age_warp)
+        return gender_logit / self.gender_temperature + self.gender_offset, probs
+
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""
-        gender_logit, age_logits = split_output(out.detach())
-        probs = warp_ages((age_logits / self.age_temperature).softmax(-1), self.age_warp)
+        gender_logit, probs = self.calibrated(out.detach())
         low, high = age_interval(probs)
         return {
-            "p_female": torch.sigmoid(gender_logit / self.gender_temperature + self.gender_offset),
+            "p_female": torch.sigmoid(gender_logit),
             "age": mean_age(probs),
             "age_low": low,
             "age_high": high,

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from model.age import AGE_BINS
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
-from model.fast import FastModel
+from model.fast import fast_model
 from model.imageio import BadImageError, load_image
 from model.nets import AgeGenderNet, read_outputs, split_output
 from model.preprocess import batch_from_faces, normalize
@@ -143,7 +143,7 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
     if not len(images):
         return {}
     model = reading_faces(model, flip_average)
-    forward = model if precision is None else FastModel(model, precision)
+    forward = model if precision is None else fast_model(model, precision)
     raw = raw_outputs(forward, images, model.mirror_average, batch_size)
     out = model.readouts(raw)
     out["logit"] = split_output(raw)[0]  # before temperature scaling, for the uncalibrated ECE
@@ -180,7 +180,7 @@ def app_predictions(model: AgeGenderNet, records, detect: bool, precision: str |
     found, or an image the app refuses: found is False and the predictions NaN. Returns the arrays and the
     precision the model ran at. finder: another FaceFinder's settings (train.measure_tight_crops). tests/
     test_train_loop.py checks the readouts equal the app's."""
-    fast = FastModel(model.eval(), precision)
+    fast = fast_model(model.eval(), precision)
     finder = finder or FaceFinder()
     n = len(records)
     out = {k: np.full(n, np.nan) for k in ("p_female", "age", "age_low", "age_high", "det_score")}
