@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from demo.pipeline import Pipeline
-from model.hub import ModelLoadError
+from model.hub import ENSEMBLE, ModelLoadError, load_bundled_ensemble
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = ROOT / "assets" / "models"
@@ -59,7 +59,7 @@ class ModelBank:
                 if name in self._errors:  # a failed load is not retried on every frame
                     raise ModelLoadError(self._errors[name])
                 try:
-                    model = self._loader(self._specs[name])
+                    model = self._load(name)
                 except Exception as error:  # any loader failure becomes one readable sentence
                     if not isinstance(error, ModelLoadError):  # unexpected: keep the traceback in the log
                         log.exception("loading model %s failed", name)
@@ -67,6 +67,14 @@ class ModelBank:
                     raise ModelLoadError(self._errors[name]) from None
                 self._pipelines[name] = Pipeline(model, **self._pipeline_kwargs)
             return self._pipelines[name]
+
+    def _load(self, name: str):
+        """The model for `name`. The ensemble is built from this bank's own two models (their specs, loaded once
+        and shared) with the bundled ensemble's calibration."""
+        if name == ENSEMBLE and self._specs[name] == CHOICES[name].spec:
+            return load_bundled_ensemble(MODELS_DIR, lambda spec: self.get(spec).model if spec in CHOICES
+                                         else self._loader(spec))
+        return self._loader(self._specs[name])
 
     def preload(self, names) -> threading.Thread:
         """Load `names` in a background thread and warm each up (Pipeline.warm_up: detectors, model, Grad-CAM):

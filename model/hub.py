@@ -88,14 +88,8 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
         folder = Path(spec).expanduser()
         model = _load(folder, assets)
         model.source = ModelSource(model.arch, "local", str(folder))
-    elif spec == ENSEMBLE:  # bundled only: its members come from the Hub, its cache or their own bundles
-        folder = assets / ENSEMBLE
-        if not folder.is_dir():
-            raise ModelLoadError(f"there is no bundled ensemble in {folder}")
-        verify_bundle(folder)
-        model = _load(folder, assets)
-        model.source = ModelSource(ENSEMBLE, "bundled", str(folder),
-                                   note="members: " + "; ".join(str(m.source) for m in model.members))
+    elif spec == ENSEMBLE:
+        model = load_bundled_ensemble(assets)
     else:
         repo_id, _, pinned = spec.partition("@")
         repo_id = DEFAULT_REPOS.get(repo_id, repo_id)
@@ -106,6 +100,21 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
                                     cache_dir, assets / _bundled_arch(spec),
                                     default_repo=spec.partition("@")[0] in DEFAULT_REPOS)
     log.info("%s", model.source)
+    return model
+
+
+def load_bundled_ensemble(assets: Path = ASSETS_DIR, load_member=None) -> AgeGenderNet:
+    """The bundled ensemble (assets/models/ensemble: its members' specs and its own calibration). Bundled only:
+    its members come from the Hub, its cache or their own bundles, as `load_member(spec)` (default: load_model
+    with the same assets) finds them; the app passes its own loaded models, so that the members are the very
+    models of its other two choices."""
+    folder = assets / ENSEMBLE
+    if not folder.is_dir():
+        raise ModelLoadError(f"there is no bundled ensemble in {folder}")
+    verify_bundle(folder)
+    model = _load(folder, assets, load_member)
+    model.source = ModelSource(ENSEMBLE, "bundled", str(folder),
+                               note="members: " + "; ".join(str(getattr(m, "source", m.arch)) for m in model.members))
     return model
 
 
@@ -173,7 +182,7 @@ def _from_hub_files(repo_id: str, files: list[str], kind: str) -> AgeGenderNet:
     return model
 
 
-def _load(folder: Path, assets: Path | None = None) -> AgeGenderNet:
+def _load(folder: Path, assets: Path | None = None, load_member=None) -> AgeGenderNet:
     """One loader for one folder format: the architecture named in config.json, then its `from_pretrained`
     (PyTorchModelHubMixin: config.json as constructor arguments, model.safetensors loaded strictly); eval mode.
     An ensemble's folder names its members, each loaded by load_model (bundles from `assets`).
@@ -189,7 +198,7 @@ def _load(folder: Path, assets: Path | None = None) -> AgeGenderNet:
     if arch == ENSEMBLE:
         from model.ensemble import load_ensemble
         try:
-            return load_ensemble(folder, lambda spec: load_model(spec, assets_dir=assets))
+            return load_ensemble(folder, load_member or (lambda spec: load_model(spec, assets_dir=assets)))
         except ModelLoadError as e:
             raise ModelLoadError(f"a member of the ensemble in {folder} does not load: {e}") from None
         except Exception as e:  # a bad config or buffers file: one sentence, as for the networks below

@@ -166,3 +166,27 @@ def test_the_command_writes_a_loadable_ensemble_or_says_why(members, tmp_path, c
     assert loaded.weights == [0.25, 0.75] and (out / "sha256").is_file()
     assert main(["--member", str(tmp_path / "a"), "--member", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().out and load_model(str(out)).weights == [0.25, 0.75]  # left as it was
+
+
+def test_the_apps_ensemble_is_made_of_its_other_two_models(members, tmp_path):
+    from demo.ui_models import ModelBank
+    specs = {}
+    for name, net in zip(("vgg16", "scratch"), members):
+        net.save_pretrained(tmp_path / name)
+        specs[name] = str(tmp_path / name)
+    asked = []
+
+    def loader(spec):
+        asked.append(spec)
+        return load_model(spec)
+
+    bank = ModelBank(loader, specs)
+    ensemble = bank.get("ensemble").model
+    assert isinstance(ensemble, Ensemble)
+    # The very models of the other two choices (the bundled ensemble names its members "vgg16", "scratch"),
+    # each loaded once, from the specs the app was given.
+    assert ensemble.members[0] is bank.get("vgg16").model and ensemble.members[1] is bank.get("scratch").model
+    assert asked == [specs["vgg16"], specs["scratch"]]
+    assert "members:" in ensemble.source.note
+    result = bank.get("ensemble")(np.full((96, 96, 3), 128, np.uint8), detect=False, cam_heads=("gender",))
+    assert len(result.faces) == 1 and result.faces[0].cams["gender"].shape == (64, 64)
