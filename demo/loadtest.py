@@ -102,7 +102,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=25, help="per client")
-    parser.add_argument("--model", default="scratch", choices=["scratch", "vgg16"],
+    parser.add_argument("--model", default="scratch", choices=["scratch", "vgg16", "ensemble"],
                         help="the model the clients ask for (default scratch, the faster one; the figures in "
                              "docs/benchmarks.md are its)")
     args = parser.parse_args(argv)

@@ -226,6 +226,30 @@ def test_recalibrate_fits_what_the_run_fitted_and_refits_a_mirrored_model(run, c
                for name in ("gender_temperature", "gender_offset", "age_temperature"))
 
 
+def test_recalibrate_temperatures_only_keeps_the_models_offset_and_warp(run, capsys, tmp_path):
+    """--parts temperatures (for the ensemble, whose members are calibrated already) fits the two temperatures
+    and leaves the model's own offset and age warp exactly as they were; the gender temperature is the same
+    likelihood fit as the full refit's, and what it prints is what it writes."""
+    from model.hub import load_model
+    from train import recalibrate
+    from train.checkpoint import save_model_dir
+    odd = load_model(str(run / "model"))
+    odd.gender_offset.fill_(0.3)
+    odd.age_warp.mul_(0.9).add_(2.0)
+    save_model_dir(odd, tmp_path / "odd")
+    printed = {}
+    for parts in ("temperatures", "all"):
+        recalibrate.main(["--parts", parts, "--run", str(run), "--model", str(tmp_path / "odd"),
+                          "--out", str(tmp_path / parts)])
+        printed[parts] = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
+    kept, full = load_model(str(tmp_path / "temperatures")), load_model(str(tmp_path / "all"))
+    assert printed["temperatures"]["parts"] == "temperatures"
+    assert float(kept.gender_offset) == pytest.approx(0.3) and torch.equal(kept.age_warp, odd.age_warp)
+    assert not torch.allclose(full.age_warp, odd.age_warp, atol=1e-2)  # the full refit does move it
+    assert float(kept.gender_temperature) == pytest.approx(float(full.gender_temperature), abs=1e-5)
+    assert printed["temperatures"]["fitted"]["age_temperature"] == pytest.approx(float(kept.age_temperature), abs=1e-6)
+
+
 def test_measure_tight_crops_reports_every_bar_for_every_model_and_source(run, capsys, shared_dir):
     """train.measure_tight_crops on a run's validation split (synthetic faces: the detector finds none, so
     no bar adds any) and the face-free squares of the PASCAL photos: fewer false faces at a higher bar."""

@@ -244,6 +244,22 @@ def fit_calibration(gender_logit: torch.Tensor, age_logits: torch.Tensor, labels
             "age_warp": age["warp"], "age_temperature_fitted_to": age["fitted_to"], "age_warp_knots": age["warp_knots"]}
 
 
+def fit_temperatures(gender_logit: torch.Tensor, age_logits: torch.Tensor, labels: dict, keep: dict) -> dict:
+    """Only the two temperatures, on raw validation outputs: the gender temperature by likelihood, the age
+    temperature to the 80% interval's coverage with `keep`'s age warp; the offset and the warp stay `keep`'s (a
+    model's own, calibration_of). For a model whose outputs are already corrected, e.g. an ensemble of calibrated
+    members (model/ensemble.py), where refitting the warp on top moved validation ages further from the truth."""
+    gender_temperature = fit_temperature(gender_logit.detach().float().cpu(), labels["gender"].cpu())
+    age_logits, age = age_logits.detach().float().cpu(), labels["age"].cpu()
+    age_temperature = fit_age_temperature_for_coverage(age_logits, age, lambda t: keep["age_warp"])
+    fitted_to = "coverage" if age_temperature is not None else "likelihood"
+    if age_temperature is None:
+        age_temperature = fit_age_temperature(age_logits, age, labels["age_low"].cpu(), labels["age_high"].cpu())
+    return {"gender_temperature": gender_temperature, "gender_offset": keep["gender_offset"],
+            "age_temperature": age_temperature, "age_warp": keep["age_warp"], "age_temperature_fitted_to": fitted_to,
+            "age_warp_knots": None}
+
+
 def calibration_of(model) -> dict:
     """The calibration a model carries, in fit_calibration's keys (a copy: setting another leaves it alone)."""
     return {"gender_temperature": float(model.gender_temperature), "gender_offset": float(model.gender_offset),

@@ -5,7 +5,9 @@
 For a model whose outputs changed after its run fitted its calibration, e.g. one that now reads each face with
 its mirror image (`mirror_average`, train.mirror): the validation rows of RUN/split.csv are read once, as the
 model reads faces, and every calibration buffer (gender temperature, gender offset, age temperature, age warp)
-is fitted on those outputs by the code a training run ends with (train.calibrate.fit_calibration). The model,
+is fitted on those outputs by the code a training run ends with (train.calibrate.fit_calibration); with
+`--parts temperatures` only the two temperatures are (train.calibrate.fit_temperatures), e.g. for the ensemble,
+whose members' outputs are already calibrated and warped. The model,
 with it, is written to OUT (evaluate it with `train.evaluate --model OUT`). train.fit_age_warp and
 train.fit_gender_offset fit one part each.
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from model.nets import split_output
-from train.calibrate import calibration_of, fit_calibration, set_calibration
+from train.calibrate import calibration_of, fit_calibration, fit_temperatures, set_calibration
 from train.checkpoint import save_model_dir
 from train.evaluate import label_arrays, raw_outputs
 from train.metrics import AgeLabels, FLOOR_BANDS, expected_calibration_error, interval_coverage
@@ -61,7 +63,11 @@ def print_scores(name: str, scores: dict) -> None:
 
 
 def main(argv=None) -> None:
-    args = correction_parser("python -m train.recalibrate", __doc__.split("\n")[0]).parse_args(argv)
+    parser = correction_parser("python -m train.recalibrate", __doc__.split("\n")[0])
+    parser.add_argument("--parts", choices=["all", "temperatures"], default="all",
+                        help="all: every calibration buffer (default); temperatures: the gender and age temperatures "
+                             "only, the model's own offset and age warp kept")
+    args = parser.parse_args(argv)
 
     model = load_or_exit(args.model)
     images, records = validation_images(args.run, args.crops, model.image_size)
@@ -69,13 +75,16 @@ def main(argv=None) -> None:
     gender_logit, age_logits = split_output(raw)
     labels = {k: torch.from_numpy(v).long() for k, v in label_arrays(records).items() if k != "race"}
 
+    own = calibration_of(model)
+
     def fit_on(mask: np.ndarray) -> dict:
         m = torch.from_numpy(mask)
-        return fit_calibration(gender_logit[m], age_logits[m], {k: v[m] for k, v in labels.items()},
-                               [r for r, keep in zip(records, mask) if keep])
+        chosen = {k: v[m] for k, v in labels.items()}
+        if args.parts == "temperatures":
+            return fit_temperatures(gender_logit[m], age_logits[m], chosen, own)
+        return fit_calibration(gender_logit[m], age_logits[m], chosen, [r for r, keep in zip(records, mask) if keep])
 
     half = half_of(records)
-    own = calibration_of(model)
     held_out = {}
     for name, calibration in (("the model's own", own), ("fitted on the other half", fit_on(half))):
         set_calibration(model, calibration)
@@ -86,7 +95,7 @@ def main(argv=None) -> None:
     save_model_dir(model, args.out)
     print(json.dumps({"fitted": {k: v for k, v in fitted.items() if k != "age_warp"},
                       "own": {k: v for k, v in own.items() if k != "age_warp"},
-                      "mirror_average": model.mirror_average, "held_out": held_out}))
+                      "parts": args.parts, "mirror_average": model.mirror_average, "held_out": held_out}))
     print(f"written: {args.out}")
 
 
