@@ -104,3 +104,29 @@ def test_new_weights_for_a_bundled_model_keep_its_training_files(tmp_path):
                                                    "age_temperature": 1.2, "age_warp": {"knots": [0, 100]}}
     main(["--model", str(tmp_path / "model"), "--eval", str(tmp_path / "eval"), "--to", str(dest)])
     assert json.loads((dest / "train_metrics.json").read_text()) == metrics  # shipping it again changes nothing
+
+
+def test_an_ensemble_ships_with_its_evaluation_and_no_training_files(tmp_path):
+    """--model/--eval with an ensemble (model/ensemble.py): nothing was bundled at --to before and it has no
+    training files; its config, calibration and evaluation ship, and it loads with its members."""
+    from model.ensemble import Ensemble
+    from model.hub import load_model
+    from model.nets import ScratchNet
+    from train.bundle import EVAL_FILES, main
+
+    members = [ScratchNet(image_size=32, widths=(4, 8), hidden=8), ScratchNet(image_size=24, widths=(4, 8), hidden=8)]
+    for name, net in zip(("a", "b"), members):
+        net.save_pretrained(tmp_path / name)
+    ensemble = Ensemble(members, specs=[str(tmp_path / "a"), str(tmp_path / "b")])
+    ensemble.gender_temperature.fill_(0.8)
+    ensemble.save_pretrained(tmp_path / "ens")
+    (tmp_path / "eval").mkdir()
+    for name in EVAL_FILES:
+        (tmp_path / "eval" / name).write_text(f"new {name}")
+    with pytest.raises(SystemExit):  # a network needs a bundled model at --to to keep its training files
+        main(["--model", str(tmp_path / "a"), "--eval", str(tmp_path / "eval"), "--to", str(tmp_path / "net")])
+    main(["--model", str(tmp_path / "ens"), "--eval", str(tmp_path / "eval"), "--to", str(tmp_path / "shipped")])
+    shipped = load_model(str(tmp_path / "shipped"))
+    assert isinstance(shipped, Ensemble) and float(shipped.gender_temperature) == pytest.approx(0.8)
+    assert (tmp_path / "shipped" / "eval" / "report.md").read_text() == "new report.md"
+    assert not (tmp_path / "shipped" / "train_metrics.json").exists()

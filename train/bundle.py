@@ -2,7 +2,7 @@
 
 `python -m train.bundle --model DIR --eval DIR --to assets/models/NAME [--half]`: ship new weights of a model
 already bundled there, with their evaluation, keeping its training files (a model recalibrated after
-training, e.g. by train.fit_age_warp).
+training, e.g. by train.fit_age_warp), or an ensemble (model/ensemble.py: its config and calibration).
 
 Writes the weights as bundled weights (config.json, model.safetensors, sha256; float16 with --half, which
 the loader casts back to float32), the evaluation report and plots (RUN/eval -> NAME/eval, read by the
@@ -19,7 +19,7 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
-from model.hub import load_model, write_bundle
+from model.hub import ENSEMBLE, load_model, write_bundle
 from model.nets import CALIBRATION_BUFFERS
 from train.data import read_split_csv, write_split_csv
 
@@ -94,7 +94,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.bundle", description=__doc__.split("\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", type=Path, help="a training run: its model, evaluation, split and training files")
-    what.add_argument("--model", type=Path, help="new weights for a model already bundled at --to (needs --eval)")
+    what.add_argument("--model", type=Path, help="new weights for a model already bundled at --to, or an ensemble "
+                                                 "(needs --eval)")
     parser.add_argument("--eval", type=Path, help="with --model: its evaluation folder (train.evaluate --out)")
     parser.add_argument("--to", required=True, type=Path, help="e.g. assets/models/scratch")
     parser.add_argument("--half", action="store_true", help="store the weights in float16")
@@ -102,8 +103,11 @@ def main(argv=None) -> None:
     if args.run:
         print(f"bundled {args.run} -> {bundle_run(args.run, args.to, args.half)}")
         return
-    if not args.eval or not (args.to / "train_config.json").exists():
-        parser.error("--model needs --eval and a model already bundled at --to")
+    config = args.model / "config.json"
+    ensemble = config.is_file() and json.loads(config.read_text()).get("arch") == ENSEMBLE
+    if not args.eval or not ((args.to / "train_config.json").exists() or ensemble):
+        parser.error("--model needs --eval and a model already bundled at --to (or an ensemble: it has no training "
+                     "files of its own)")
     ship_weights_and_eval(args.model, args.eval, args.to, args.half)
     record_shipped_calibration(args.to)
     print(f"bundled {args.model} with {args.eval} -> {args.to}")
