@@ -13,7 +13,7 @@ from model.fast import FastModel, bf16_features, resolve_precision
 from model.gender import says_female
 from model.nets import ScratchNet, VGGNet
 from model.preprocess import normalize
-from test_shipped_models import shipped  # noqa: F401  (fixture: the bundled models)
+from test_shipped_models import NETWORKS, load_shipped
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -84,8 +84,15 @@ def test_bf16_runs_a_copy_and_leaves_the_model_as_it_was():
 EMULATED_STEP = 25  # where bf16 is emulated, every 25th of the 200 faces
 
 
+@pytest.fixture(params=NETWORKS, scope="module")
+def shipped(request):
+    """The bundled networks. The ensemble's fast path is its members' (tests/test_ensemble.py checks that it
+    combines them as the reference does), so its bf16 numerics are theirs: not read again here."""
+    return load_shipped(request.param)
+
+
 @pytest.fixture(scope="module")
-def both_paths(torch_one_thread, shipped, test_sample):  # noqa: F811
+def both_paths(torch_one_thread, shipped, test_sample):
     """Readouts and Grad-CAM maps on the 200 test faces: the model in fp32 (as before) and its bf16 fast path.
 
     On a CPU without bf16 matrix instructions bf16 is emulated (VGG16: 495 s for 200 faces on the 2-core AVX2
