@@ -128,7 +128,7 @@ class AgeGenderNet(nn.Module):
         return read_outputs(self, batch, self.mirror_average)
 
     def calibrated(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw outputs -> (the calibrated gender logit [N], the calibrated and warped age distribution [N, AGE_BINS])."""
+        """Raw outputs -> (calibrated gender logit [N], calibrated and warped age distribution [N, AGE_BINS])."""
         gender_logit, age_logits = split_output(out)
         probs = warp_ages((age_logits / self.age_temperature).softmax(-1), self.age_warp)
         return gender_logit / self.gender_temperature + self.gender_offset, probs

@@ -51,7 +51,8 @@ def test_about_lists_the_licences_of_the_data_the_models_used(tmp_path):
     assert "CC BY 4.0" not in only_utk and "[FairFace](" not in only_utk  # the data section; a label may name it
     # An ensemble of models other than the bundled ones has no shipped figures: none are shown for it.
     ensemble = only_utk.split("### Both together")[1]
-    assert "No evaluation results are bundled with this model" in ensemble and "FairFace's validation set" not in ensemble
+    assert "No evaluation results are bundled with this model" in ensemble
+    assert "FairFace's validation set" not in ensemble
 
 
 def test_card_of_a_utkface_fairface_run(tmp_path):

@@ -40,29 +40,33 @@ def faces(n: int = 4, size: int = 64) -> torch.Tensor:
     return torch.randn(n, 3, size, size)
 
 
-def by_hand(members, weights, batch):
+def by_hand(members, weights, batch, age_pool="mixture"):
     """What the module docstring promises, computed from each member's own predict."""
     a = members[0].predict(batch)
     b = members[1].predict(F.interpolate(batch, size=(48, 48), mode="bilinear", antialias=True))
     logit = lambda p: torch.log(p / (1 - p))  # noqa: E731
     p_female = torch.sigmoid(weights[0] * logit(a["p_female"]) + weights[1] * logit(b["p_female"]))
-    probs = weights[0] * a["age_probs"] + weights[1] * b["age_probs"]
-    return p_female, probs
+    if age_pool == "product":  # the normalised weighted geometric mean
+        probs = (a["age_probs"].clamp_min(1e-12) ** weights[0]) * (b["age_probs"].clamp_min(1e-12) ** weights[1])
+        return p_female, probs / probs.sum(-1, keepdim=True)
+    return p_female, weights[0] * a["age_probs"] + weights[1] * b["age_probs"]
 
 
-@pytest.mark.parametrize("weights", [None, [3.0, 1.0]])
-def test_answers_are_the_members_combined(members, weights):
-    ensemble = Ensemble(list(members), weights).eval()
+@pytest.mark.parametrize("weights, age_pool", [(None, "mixture"), ([3.0, 1.0], "mixture"), ([3.0, 1.0], "product")])
+def test_answers_are_the_members_combined(members, weights, age_pool):
+    ensemble = Ensemble(list(members), weights, age_pool=age_pool).eval()
     w = [0.5, 0.5] if weights is None else [0.75, 0.25]
     assert ensemble.weights == w and ensemble.image_size == 64
     batch = faces()
     got = ensemble.predict(batch)
-    p_female, probs = by_hand(members, w, batch)
+    p_female, probs = by_hand(members, w, batch, age_pool)
     torch.testing.assert_close(got["p_female"], p_female, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(got["age_probs"], probs, atol=1e-6, rtol=1e-4)
-    # The age is the weighted mean of the members' ages; the interval is the mixture's, not either member's.
     ages = [m.predict(x)["age"] for m, x in zip(members, ensemble.member_inputs(batch))]
-    torch.testing.assert_close(got["age"], w[0] * ages[0] + w[1] * ages[1], atol=1e-3, rtol=1e-4)
+    if age_pool == "mixture":  # the age is the weighted mean of the members' ages
+        torch.testing.assert_close(got["age"], w[0] * ages[0] + w[1] * ages[1], atol=1e-3, rtol=1e-4)
+    else:  # the product's age lies between the members' here
+        assert bool(((got["age"] - ages[0]) * (got["age"] - ages[1]) <= 1e-3).all())
     low, high = age_interval(probs)
     assert torch.equal(got["age_low"], low) and torch.equal(got["age_high"], high)
     torch.testing.assert_close(mean_age(got["age_probs"]), got["age"])
@@ -84,6 +88,8 @@ def test_bad_members_or_weights_are_refused(members):
         Ensemble(list(members), [1.0])
     with pytest.raises(ValueError, match="one positive weight per member"):
         Ensemble(list(members), [1.0, 0.0])
+    with pytest.raises(ValueError, match="age_pool must be one of"):
+        Ensemble(list(members), age_pool="median")
 
 
 def test_fast_path_reads_as_the_reference(members):
@@ -126,7 +132,8 @@ def test_saves_and_loads_with_its_members_by_spec(members, tmp_path):
     assert {"config.json", "model.safetensors", "sha256"} <= files
     assert (tmp_path / "ens" / "model.safetensors").stat().st_size < 2000  # buffers only, no member weights
     loaded = load_model(str(tmp_path / "ens"))
-    assert isinstance(loaded, Ensemble) and loaded.specs == ["a", "b"] and loaded.weights == pytest.approx([2 / 3, 1 / 3])
+    assert isinstance(loaded, Ensemble) and loaded.specs == ["a", "b"]
+    assert loaded.weights == pytest.approx([2 / 3, 1 / 3]) and loaded.age_pool == "mixture"
     assert float(loaded.age_temperature) == pytest.approx(1.2)
     batch = faces()
     torch.testing.assert_close(loaded.predict(batch)["age_probs"], ensemble.predict(batch)["age_probs"])
@@ -161,9 +168,9 @@ def test_the_command_writes_a_loadable_ensemble_or_says_why(members, tmp_path, c
         net.save_pretrained(tmp_path / name)
     out = tmp_path / "ens"
     assert main(["--member", str(tmp_path / "a"), "--member", str(tmp_path / "b"), "--weight", "1", "--weight", "3",
-                 "--out", str(out)]) == 0
+                 "--age-pool", "product", "--out", str(out)]) == 0
     loaded = load_model(str(out))
-    assert loaded.weights == [0.25, 0.75] and (out / "sha256").is_file()
+    assert loaded.weights == [0.25, 0.75] and loaded.age_pool == "product" and (out / "sha256").is_file()
     assert main(["--member", str(tmp_path / "a"), "--member", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().out and load_model(str(out)).weights == [0.25, 0.75]  # left as it was
 
