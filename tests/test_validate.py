@@ -250,6 +250,25 @@ def test_recalibrate_temperatures_only_keeps_the_models_offset_and_warp(run, cap
     assert printed["temperatures"]["fitted"]["age_temperature"] == pytest.approx(float(kept.age_temperature), abs=1e-6)
 
 
+def test_measure_age_pooling_scores_every_pooling_on_both_halves(run, capsys, tmp_path):
+    """train.measure_age_pooling on an ensemble of the run's model with itself: every way is scored on both
+    held-out halves, and with two identical members a pool without a temperature is the member itself."""
+    from model.ensemble import Ensemble
+    from model.hub import load_model
+    from train import measure_age_pooling
+    spec = str(run / "model")
+    Ensemble([load_model(spec), load_model(spec)], specs=[spec, spec]).save_pretrained(tmp_path / "ens")
+    measure_age_pooling.main(["--run", str(run), "--model", str(tmp_path / "ens")])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:45].strip(): line[45:].split() for line in lines[1:]}
+    assert set(rows) == {"member 1 (scratch) alone", "member 2 (scratch) alone"} | {
+        f"{pool}, {way}" for pool in ("mixture", "product")
+        for way in ("no temperature", "its temperature for 80%", "members' temperatures scaled for 80%")}
+    assert rows["mixture, no temperature"] == rows["product, no temperature"] == rows["member 1 (scratch) alone"]
+    with pytest.raises(SystemExit, match="is not an ensemble"):
+        measure_age_pooling.main(["--run", str(run), "--model", spec])
+
+
 def test_measure_tight_crops_reports_every_bar_for_every_model_and_source(run, capsys, shared_dir):
     """train.measure_tight_crops on a run's validation split (synthetic faces: the detector finds none, so
     no bar adds any) and the face-free squares of the PASCAL photos: fewer false faces at a higher bar."""
