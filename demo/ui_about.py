@@ -17,7 +17,7 @@ def architecture(name: str, options: dict) -> str:
         return "A small convolutional network trained from scratch: quick on a CPU."
     if name == "ensemble":
         return ("Both networks above read each face: their calibrated gender scores are averaged and their age "
-                "distributions mixed, so the interval widens where they disagree. It costs both models' time.")
+                "distributions combined into one. It costs both models' time.")
     blocks = int(options.get("tuned_blocks") or 1)
     tuned = "its last block" if blocks == 1 else f"its last {blocks} blocks"
     return (f"VGG16's ImageNet-pretrained convolutional base, {tuned} fine-tuned with two small heads: "
