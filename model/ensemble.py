@@ -46,6 +46,15 @@ def resized(batch: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
+def pool_ages(probs, weights: list[float], pool: str) -> torch.Tensor:
+    """The members' age distributions [N, AGE_BINS] -> the pool's age logits (log-probabilities, normalised
+    only for "mixture": readouts renormalise). "mixture": the log of their weighted mean; "product": the weighted
+    mean of their log-probabilities."""
+    if pool == "product":
+        return sum(w * p.clamp_min(1e-12).log() for w, p in zip(weights, probs))
+    return sum(w * p for w, p in zip(weights, probs)).clamp_min(1e-12).log()
+
+
 class Ensemble(AgeGenderNet):
     """The weighted mean of `members` (AgeGenderNets). `specs`: where each member came from, for config.json."""
 
@@ -75,15 +84,9 @@ class Ensemble(AgeGenderNet):
         """Each member's raw outputs [N, 1 + AGE_BINS] -> the ensemble's: [weighted mean of the calibrated gender
         logits | age logits: the log of the weighted mixture of the calibrated age distributions ("mixture"), or
         the weighted mean of their log-probabilities ("product")]."""
-        logit, age = 0.0, 0.0
-        for member, weight, out in zip(self.members, self.weights, outs):
-            member_logit, member_probs = member.calibrated(out)
-            if self.age_pool == "product":  # the weighted mean of log-probabilities (readouts renormalise)
-                member_probs = member_probs.clamp_min(1e-12).log()
-            logit, age = logit + weight * member_logit, age + weight * member_probs
-        if self.age_pool == "mixture":
-            age = age.clamp_min(1e-12).log()
-        return torch.cat([logit.unsqueeze(1), age], dim=1)
+        logits, probs = zip(*(member.calibrated(out) for member, out in zip(self.members, outs)))
+        logit = sum(weight * member_logit for weight, member_logit in zip(self.weights, logits))
+        return torch.cat([logit.unsqueeze(1), pool_ages(probs, self.weights, self.age_pool)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.combine([m.outputs(part) for m, part in zip(self.members, self.member_inputs(x))])

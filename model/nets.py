@@ -130,8 +130,12 @@ class AgeGenderNet(nn.Module):
     def calibrated(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw outputs -> (calibrated gender logit [N], calibrated and warped age distribution [N, AGE_BINS])."""
         gender_logit, age_logits = split_output(out)
-        probs = warp_ages((age_logits / self.age_temperature).softmax(-1), self.age_warp)
-        return gender_logit / self.gender_temperature + self.gender_offset, probs
+        return gender_logit / self.gender_temperature + self.gender_offset, self.age_distribution(age_logits)
+
+    def age_distribution(self, age_logits: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """Age logits -> the calibrated, warped distribution; `scale` multiplies the age temperature (a what-if
+        of train.measure_age_pooling)."""
+        return warp_ages((age_logits / (self.age_temperature * scale)).softmax(-1), self.age_warp)
 
     def readouts(self, out: torch.Tensor) -> dict[str, torch.Tensor]:
         """The readouts from an output already computed (Grad-CAM reuses its own forward pass)."""

@@ -75,11 +75,27 @@ def fit_age_temperature_for_coverage(age_logits: torch.Tensor, age: torch.Tensor
         low, high = age_interval(warp_ages((logits / t).softmax(-1), warp_at(t)), mass)
         return float(((ages >= low) & (ages <= high)).float().mean())
 
-    low_t, high_t = 0.05, 20.0  # coverage grows with T: bisect on log T
-    for _ in range(30):
-        t = (low_t * high_t) ** 0.5
-        low_t, high_t = (t, high_t) if coverage(t) < mass else (low_t, t)
-    return (low_t * high_t) ** 0.5
+    return bisect_for_coverage(coverage, mass, 0.05, 20.0, steps=30)
+
+
+def bisect_for_coverage(coverage_at, mass: float, low: float, high: float, steps: int) -> float:
+    """The x in [low, high] where coverage_at(x), which grows with x (a temperature or its scale), reaches
+    `mass`: bisection on log x."""
+    for _ in range(steps):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if coverage_at(mid) < mass else (low, mid)
+    return (low * high) ** 0.5
+
+
+def fit_age_temperature_for_coverage_or_likelihood(age_logits: torch.Tensor, labels: dict, warp_at
+                                                   ) -> tuple[float, str]:
+    """(the age temperature, "coverage" | "likelihood"): fitted to the 80% interval's coverage, or by likelihood
+    where there are too few exact ages. labels: {"age", "age_low", "age_high"} tensors."""
+    temperature = fit_age_temperature_for_coverage(age_logits, labels["age"].cpu(), warp_at)
+    if temperature is not None:
+        return temperature, "coverage"
+    return fit_age_temperature(age_logits, labels["age"].cpu(), labels["age_low"].cpu(),
+                               labels["age_high"].cpu()), "likelihood"
 
 
 # --------------------------------------------------------------------------------- women and men misread alike
@@ -201,10 +217,8 @@ def fit_age_calibration(age_logits: torch.Tensor, age: torch.Tensor, low: torch.
     def warp_at(t: float) -> torch.Tensor:
         return warp_or_identity((age_logits / t).softmax(-1), inputs)[0]
 
-    temperature = fit_age_temperature_for_coverage(age_logits, age.cpu(), warp_at)
-    fitted_to = "coverage" if temperature is not None else "likelihood"
-    if temperature is None:
-        temperature = fit_age_temperature(age_logits, age.cpu(), low.cpu(), high.cpu())
+    temperature, fitted_to = fit_age_temperature_for_coverage_or_likelihood(
+        age_logits, {"age": age, "age_low": low, "age_high": high}, warp_at)
     warp, knots = warp_or_identity((age_logits / temperature).softmax(-1), inputs)
     return {"temperature": temperature, "fitted_to": fitted_to, "warp": warp, "warp_knots": knots}
 
@@ -250,11 +264,8 @@ def fit_temperatures(gender_logit: torch.Tensor, age_logits: torch.Tensor, label
     model's own, calibration_of). For a model whose outputs are already corrected, e.g. an ensemble of calibrated
     members (model/ensemble.py), where refitting the warp on top moved validation ages further from the truth."""
     gender_temperature = fit_temperature(gender_logit.detach().float().cpu(), labels["gender"].cpu())
-    age_logits, age = age_logits.detach().float().cpu(), labels["age"].cpu()
-    age_temperature = fit_age_temperature_for_coverage(age_logits, age, lambda t: keep["age_warp"])
-    fitted_to = "coverage" if age_temperature is not None else "likelihood"
-    if age_temperature is None:
-        age_temperature = fit_age_temperature(age_logits, age, labels["age_low"].cpu(), labels["age_high"].cpu())
+    age_temperature, fitted_to = fit_age_temperature_for_coverage_or_likelihood(
+        age_logits.detach().float().cpu(), labels, lambda t: keep["age_warp"])
     return {"gender_temperature": gender_temperature, "gender_offset": keep["gender_offset"],
             "age_temperature": age_temperature, "age_warp": keep["age_warp"], "age_temperature_fitted_to": fitted_to,
             "age_warp_knots": None}

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.age import age_interval, identity_warp, mean_age, warp_ages
-from model.ensemble import AGE_POOLS
+from model.age import age_interval, identity_warp, mean_age
+from model.ensemble import AGE_POOLS, pool_ages
 from model.fast import PRECISIONS, fast_model
 from model.nets import read_outputs, split_output
 from model.preprocess import normalize
-from train.calibrate import fit_age_temperature_for_coverage
+from train.calibrate import bisect_for_coverage, fit_age_temperature_for_coverage
 from train.evaluate import label_arrays
 from train.validate import half_of, load_or_exit, validation_images
 
@@ -42,11 +42,10 @@ def member_age_logits(ensemble, images: torch.Tensor, precision: str | None, bat
 
 
 def pooled(members, logits: list, weights: list, pool: str, scale: float = 1.0) -> torch.Tensor:
-    """The members' calibrated, warped distributions (each temperature times `scale`) pooled as `pool`."""
-    probs = [warp_ages((x / (m.age_temperature * scale)).softmax(-1), m.age_warp) for m, x in zip(members, logits)]
-    if pool == "product":
-        return sum(w * p.clamp_min(1e-12).log() for w, p in zip(weights, probs)).softmax(-1)
-    return sum(w * p for w, p in zip(weights, probs))
+    """The members' calibrated, warped distributions (each temperature times `scale`) pooled as the ensemble
+    pools them (model.ensemble.pool_ages), as a distribution."""
+    probs = [m.age_distribution(x, scale) for m, x in zip(members, logits)]
+    return pool_ages(probs, weights, pool).softmax(-1)
 
 
 def scored(probs: torch.Tensor, ages: torch.Tensor) -> tuple[float, float]:
@@ -55,35 +54,27 @@ def scored(probs: torch.Tensor, ages: torch.Tensor) -> tuple[float, float]:
     return float((mean_age(probs) - ages).abs().mean()), float(((ages >= low) & (ages <= high)).float().mean())
 
 
-def coverage_scale(coverage_at, low: float = 0.3, high: float = 3.0) -> float:
-    """The scale where coverage_at(scale) reaches 80% (coverage grows with it): bisection on log scale."""
-    for _ in range(25):
-        mid = (low * high) ** 0.5
-        low, high = (mid, high) if coverage_at(mid) < 0.8 else (low, mid)
-    return (low * high) ** 0.5
-
-
 def measure(ensemble, logits: list, ages: np.ndarray, half: np.ndarray) -> dict[str, list[tuple[float, float]]]:
     """{way of pooling: [(MAE, coverage) on half A, on half B]}, each temperature fitted on the other half."""
     members, weights = list(ensemble.members), ensemble.weights
-    exact = ages >= 0
+    exact, truth = ages >= 0, torch.from_numpy(ages).float()
     rows: dict[str, list] = {}
     for fit, test in ((half & exact, ~half & exact), (~half & exact, half & exact)):
         fit_t, test_t = torch.from_numpy(fit), torch.from_numpy(test)
-        truth = torch.from_numpy(ages).float()
         for k, member in enumerate(members):
-            alone = warp_ages((logits[k] / member.age_temperature).softmax(-1), member.age_warp)
+            alone = member.age_distribution(logits[k])
             rows.setdefault(f"member {k + 1} ({member.arch}) alone", []).append(scored(alone[test_t], truth[test_t]))
         for pool in AGE_POOLS:
             probs = pooled(members, logits, weights, pool)
             rows.setdefault(f"{pool}, no temperature", []).append(scored(probs[test_t], truth[test_t]))
             log_probs = probs.clamp_min(1e-12).log()
-            t = fit_age_temperature_for_coverage(log_probs[fit_t], torch.from_numpy(ages)[fit_t],
+            t = fit_age_temperature_for_coverage(log_probs[fit_t], truth[fit_t],
                                                  lambda _: identity_warp()) or 1.0  # None: too few exact ages
             rows.setdefault(f"{pool}, its temperature for 80%", []).append(
                 scored((log_probs / t).softmax(-1)[test_t], truth[test_t]))
-            scale = coverage_scale(
-                lambda s: scored(pooled(members, logits, weights, pool, s)[fit_t], truth[fit_t])[1])
+            scale = bisect_for_coverage(
+                lambda s: scored(pooled(members, logits, weights, pool, s)[fit_t], truth[fit_t])[1], 0.8, 0.3, 3.0,
+                steps=25)
             rows.setdefault(f"{pool}, members' temperatures scaled for 80%", []).append(
                 scored(pooled(members, logits, weights, pool, scale)[test_t], truth[test_t]))
     return rows
