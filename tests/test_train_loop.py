@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from synthetic import make_fairface_folder, make_utkface_folder
 from train import calibrate, checkpoint
 from train.augment import augmented_copy
 from train.evaluate import evaluate_run
+from train.features import frozen_features, frozen_fingerprint
 from train.train import Inputs, parse_args, selection_key, train
 
 
@@ -181,6 +183,25 @@ def test_vgg_cached_features_train_and_are_reused(tmp_path, utk):
                         epochs=1)  # the caches are read before the first epoch: one is enough to see them reused
     train(again, resume=False)
     assert {c: c.stat().st_mtime_ns for c in (tmp_path / "cache").glob("vgg-frozen-*.npy")} == stamps
+
+
+def test_feature_cache_is_read_mapped_from_disk_and_equals_the_features(tmp_path):
+    """The cached features are the frozen blocks' output, written whole (no temporary file left) and read back
+    memory-mapped: a clean and an augmented copy of block-2 output (13.7 GB each) must not both sit in memory."""
+    model = VGGNet(image_size=32, tuned_blocks=3).eval()
+    images = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    in_memory = frozen_features(model, images, None, batch_size=4)
+    written = frozen_features(model, images, tmp_path, batch_size=4)
+    read = frozen_features(model, images, tmp_path, batch_size=4)
+    with torch.no_grad():
+        expected = model.forward_frozen(normalize()(images)).half()
+    assert in_memory.shape == (10, 128, 8, 8) and torch.allclose(in_memory.float(), expected.float(), atol=1e-3)
+    assert torch.equal(written, in_memory) and torch.equal(read, in_memory)
+    cache = tmp_path / f"vgg-frozen-{frozen_fingerprint(model, images)}.npy"
+    assert sorted(tmp_path.iterdir()) == [cache]
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if line.endswith(str(cache))]
+    start, end = (int(a, 16) for a in mapped[0].split()[0].split("-"))
+    assert start <= read.data_ptr() < end  # the tensor is the mapped file, not a copy in memory
 
 
 def test_flip_cache_feeds_the_flipped_images_features(tmp_path):

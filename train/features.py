@@ -41,11 +41,14 @@ def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None,
     cache = cache_dir / f"vgg-frozen-{frozen_fingerprint(model, images)}{tag}.npy" if cache_dir else None
     if cache is not None and cache.exists():
         log.info("using cached VGG16 features %s", cache)
-        return torch.from_numpy(np.load(cache, mmap_mode="r")[:].copy())
+        return _mapped(cache)
     model.frozen.eval().to(device)
     norm = normalize()
-    features = None  # filled in place: collecting batches and concatenating them held the features twice,
-    # which ran 52k FairFace + UTKFace training faces (6.8 GB of block-3 output) out of 24 GB of memory
+    # written straight to a memory-mapped file and read back mapped: the block-2 output of 52k FairFace +
+    # UTKFace training faces is 13.7 GB per copy, and a clean and an augmented copy do not fit in 24 GB of
+    # memory together (the page cache keeps what fits; a batch reads ~17 MB, little for a disk)
+    features = None
+    tmp = cache.with_suffix(".tmp.npy") if cache is not None else None
     for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
         # channels_last input (the weights keep their layout): 53 -> 122 images/s for blocks 1-3 in bf16 on
         # the 2-core AMX Xeon (batch 64, 128 px); the cache itself is stored in the default layout
@@ -53,13 +56,24 @@ def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None,
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             out = model.forward_frozen(batch).half().cpu()
         if features is None:
-            features = torch.empty((len(images), *out.shape[1:]), dtype=torch.float16)
-        features[start:start + len(out)] = out
+            shape = (len(images), *out.shape[1:])
+            if tmp is None:
+                features = np.empty(shape, dtype=np.float16)
+            else:
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        features[start:start + len(out)] = out.numpy()
     if features is None:
-        features = torch.empty(0)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, features.numpy())
-        os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
-    return features
+        return torch.empty(0)
+    if tmp is None:
+        return torch.from_numpy(features)
+    features.flush()
+    del features
+    os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
+    return _mapped(cache)
+
+
+def _mapped(cache: Path) -> torch.Tensor:
+    """The cached features, mapped from disk rather than read into memory (copy-on-write: torch wants a
+    writable array, and nothing writes to it)."""
+    return torch.from_numpy(np.load(cache, mmap_mode="c"))
