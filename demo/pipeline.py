@@ -84,7 +84,7 @@ class Result:
 
 class Pipeline:
     def __init__(self, model, *, detector: str = DEFAULT_DETECTOR, min_score: float = DEFAULT_MIN_SCORE,
-                 max_side: int = 1280, max_faces: int = 50, precision: str | None = None):
+                 max_side: int = 1280, max_faces: int = 50, precision: str | None = None, reuse=()):
         """`model`: an AgeGenderNet, or a spec for `model.hub.load_model` ("scratch", "vgg16", dir, hub id).
 
         detector (model/faces.py): "auto" = full-range model on the whole image, plus 2x2 tiles above TILE_ABOVE
@@ -96,6 +96,7 @@ class Pipeline:
         (faces are always cut from the original). max_faces: more are cut to the most confident, with a note.
         precision: "auto" = bf16 where the CPU has bf16 matrix instructions, else fp32; "fp32"; "bf16"; None
         reads $FACE_PRECISION (default auto). See model/fast.py.
+        reuse: for an ensemble, its members' fast paths already built by other pipelines (shared, not copied).
         """
         if model is None or isinstance(model, str):
             from model.hub import load_model
@@ -103,7 +104,7 @@ class Pipeline:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, not {detector!r}")
         self.model = model.eval()
-        self.fast = fast_model(self.model, precision)  # what predicts: self.model keeps its fp32 weights
+        self.fast = fast_model(self.model, precision, reuse)  # what predicts: self.model keeps its fp32 weights
         self.detector, self.min_score = detector, min_score
         self.finder = FaceFinder(max_side=max_side, max_faces=max_faces)
         self._lock = threading.Lock()  # one image at a time through the model

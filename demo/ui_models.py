@@ -65,7 +65,9 @@ class ModelBank:
                         log.exception("loading model %s failed", name)
                     self._errors[name] = f"The {CHOICES[name].label} model could not be loaded: {error}"
                     raise ModelLoadError(self._errors[name]) from None
-                self._pipelines[name] = Pipeline(model, **self._pipeline_kwargs)
+                # the ensemble's members are the other pipelines' models: their fast paths are shared too
+                reuse = [p.fast for p in self._pipelines.values() if not hasattr(p.model, "members")]
+                self._pipelines[name] = Pipeline(model, reuse=reuse, **self._pipeline_kwargs)
             return self._pipelines[name]
 
     def _load(self, name: str):

@@ -38,6 +38,7 @@ Tried and left out:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -122,10 +123,13 @@ class FastModel:
 class FastEnsemble:
     """A model.ensemble.Ensemble for inference: each member a FastModel, combined as the ensemble combines."""
 
-    def __init__(self, model: nn.Module, precision: str | None = None):
+    def __init__(self, model: nn.Module, precision: str | None = None, reuse: Iterable[FastModel] = ()):
+        """reuse: fast paths already built for some of the members (the app's other choices), taken instead of
+        a second bf16 copy of the same network (VGG16's is ~30 MB) where model and precision match."""
         self.model = model.eval()
-        self.members = [FastModel(m, precision) for m in model.members]
-        self.precision = self.members[0].precision
+        self.precision = resolve_precision(precision)
+        ready = {id(f.model): f for f in reuse if f.precision == self.precision}
+        self.members = [ready.get(id(m)) or FastModel(m, self.precision) for m in model.members]
 
     @property
     def image_size(self) -> int:
@@ -145,6 +149,8 @@ class FastEnsemble:
         return self.model.readouts(out)
 
 
-def fast_model(model: nn.Module, precision: str | None = None) -> FastModel | FastEnsemble:
-    """The fast path for any model: a FastModel, or for an ensemble (a model with `members`) a FastEnsemble."""
-    return FastEnsemble(model, precision) if hasattr(model, "members") else FastModel(model, precision)
+def fast_model(model: nn.Module, precision: str | None = None, reuse: Iterable[FastModel] = ()
+               ) -> FastModel | FastEnsemble:
+    """The fast path for any model: a FastModel, or for an ensemble (a model with `members`) a FastEnsemble
+    (taking the fast paths in `reuse` for the members they were built for)."""
+    return FastEnsemble(model, precision, reuse) if hasattr(model, "members") else FastModel(model, precision)

@@ -2,6 +2,7 @@
 fast path and Grad-CAM alike; it saves, loads and refuses bad folders like any model."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -102,6 +103,18 @@ def test_fast_path_reads_as_the_reference(members):
         torch.testing.assert_close(got[key], expected[key], atol=1e-4, rtol=1e-4)
 
 
+def test_fast_path_takes_its_members_ready_fast_paths_of_the_same_precision(members):
+    ensemble = Ensemble(list(members)).eval()
+    first = fast_model(members[0], "fp32")
+    other_precision = fast_model(members[1], "bf16")
+    fast = fast_model(ensemble, "fp32", reuse=[other_precision, first, fast_model(copy.deepcopy(members[1]), "fp32")])
+    assert fast.members[0] is first  # taken
+    assert fast.members[1] is not other_precision and fast.members[1].precision == "fp32"  # built: bf16 is not fp32
+    assert fast.members[1].model is members[1]  # (and not the fast path of another network of its kind)
+    for key in ("p_female", "age"):
+        torch.testing.assert_close(fast.predict(faces())[key], ensemble.predict(faces())[key], atol=1e-4, rtol=1e-4)
+
+
 def test_grad_cam_is_the_librarys_with_each_members_layer(members):
     # The library reads one forward pass per target layer's hooks: members unmirrored, as it cannot mirror.
     plain = [member(0, 64, False, 1.7, 0.3, 0.8), member(1, 48, False, 0.9, -0.2, 1.3)]
@@ -195,5 +208,8 @@ def test_the_apps_ensemble_is_made_of_its_other_two_models(members, tmp_path):
     assert ensemble.members[0] is bank.get("vgg16").model and ensemble.members[1] is bank.get("scratch").model
     assert asked == [specs["vgg16"], specs["scratch"]]
     assert "members:" in ensemble.source.note
+    # and so are their fast paths (one bf16 copy of each network, not two)
+    fast = bank.get("ensemble").fast
+    assert fast.members[0] is bank.get("vgg16").fast and fast.members[1] is bank.get("scratch").fast
     result = bank.get("ensemble")(np.full((96, 96, 3), 128, np.uint8), detect=False, cam_heads=("gender",))
     assert len(result.faces) == 1 and result.faces[0].cams["gender"].shape == (64, 64)
