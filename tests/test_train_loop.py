@@ -371,14 +371,17 @@ def test_split_csv_is_portable_and_reusable(tmp_path, utk):
 
 
 def test_training_benchmark_runs(capsys):
-    from train.bench import main as bench_main
+    from train.bench import SHIPPED_SIZE, main as bench_main
+    for arch, size in SHIPPED_SIZE.items():  # by default it times the size the bundled models read
+        assert json.loads((Path(__file__).resolve().parents[1] / "assets" / "models" / arch / "config.json").read_text())["image_size"] == size
     bench_main(["--model", "scratch", "--batch-size", "4", "--steps", "1"])
     out = capsys.readouterr().out
-    assert "scratch 64px fp32" in out and "train images/s" in out
+    assert "scratch 80px fp32" in out and "train images/s" in out
     rate = float(out.split(":")[1].split()[0])
     assert rate > 0
-    bench_main(["--model", "vgg16", "--tuned-blocks", "2", "--batch-size", "2", "--steps", "1"])
+    bench_main(["--model", "vgg16", "--tuned-blocks", "2", "--image-size", "96", "--batch-size", "2", "--steps", "1"])
     lines = capsys.readouterr().out.splitlines()
+    assert all("vgg16 96px" in line for line in lines)
     assert "block-3 feature caching" in lines[0] and "train images/s (blocks 4-5 + heads" in lines[1]
 
 

@@ -19,6 +19,9 @@ from train.augment import BatchAugment
 from train.losses import multitask_loss
 
 
+SHIPPED_SIZE = {"scratch": 80, "vgg16": 128}  # the bundled models' input sizes (assets/models/*/config.json)
+
+
 def _median_rate(step, batch_size: int, steps: int) -> float:
     step()  # warm-up: first calls allocate and pick kernels
     times = []
@@ -85,11 +88,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--tuned-blocks", type=int, default=1, choices=range(1, 5), help="VGG16 blocks fine-tuned")
+    parser.add_argument("--image-size", type=int, help="input size in px (default: the shipped model's, "
+                        + ", ".join(f"{a} {s}" for a, s in SHIPPED_SIZE.items()) + ")")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     for arch in args.model or ["scratch", "vgg16"]:
-        size = {"scratch": 64, "vgg16": 128}[arch]
+        size = args.image_size or SHIPPED_SIZE[arch]
         rates = bench(arch, size, args.batch_size, args.steps, args.precision == "bf16", args.tuned_blocks)
         for what, rate in rates.items():
             print(f"{arch} {size}px {args.precision} threads={torch.get_num_threads()}: {rate:7.1f} {what}")
