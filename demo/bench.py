@@ -24,9 +24,9 @@ from PIL import Image
 
 from demo.pipeline import Pipeline
 from model.fast import PRECISIONS, bf16_features, cpuinfo, resolve_precision
+from model.paths import SHARED_DIR
 
-SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
-FACE_PHOTO = SHARED / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg"
+FACE_PHOTO = SHARED_DIR / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg"
 STAGES = ("decode", "detect", "align", "model", "cam", "render")
 # Release floors for end-to-end ms (issue #14; scratch with Grad-CAM: issue #4), keyed (arch, case, Grad-CAM),
 # and for VGG16's model time on one face.

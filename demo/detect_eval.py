@@ -11,7 +11,6 @@ Per detector setting: IoU-matched recall and false positives against the hand-an
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -21,10 +20,10 @@ import numpy as np
 from model.datasets import annotated_faces, utkface_chips
 from model.detect import iou
 from model.imageio import load_image
+from model.paths import SHARED_DIR
 
-SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
-WILD = SHARED / "data" / "wild-faces"
-UTKFACE_TAR = SHARED / "data" / "UTKFace.tar.gz"
+WILD = SHARED_DIR / "data" / "wild-faces"
+UTKFACE_TAR = SHARED_DIR / "data" / "UTKFace.tar.gz"
 IOU_MATCH = 0.4  # the release floor's; "auto" matches the VOC boxes at IoU 0.61..0.9 (MediaPipe frames wider)
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACE_SHARED_DIR", ROOT.parent / "shared"))
+from model.paths import PROJECT_ROOT as ROOT, SHARED_DIR as SHARED
 
 # Never touch the network from tests, and keep Hugging Face / Gradio quiet and local.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

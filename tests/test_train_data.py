@@ -3,6 +3,7 @@ the range-label loss and the balanced sampler."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tarfile
 from collections import Counter
@@ -411,3 +412,23 @@ def test_female_weight_per_face_weighs_each_womans_gender_loss():
     per_face = torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], gender.float(), reduction="none")
     assert got == pytest.approx(float((per_face * torch.tensor([2.0, 1.0, 1.0, 1.0])).mean()), rel=1e-6)
     assert got != pytest.approx(multitask_loss(out, gender, age)[1]["loss_gender"], rel=1e-3)
+
+
+def test_shared_data_defaults_follow_face_shared_dir(tmp_path):
+    """../shared (or $FACE_SHARED_DIR, as this process has it) is the home of data and weights; another
+    $FACE_SHARED_DIR moves all of them at once: train's data and VGG16 weights, the bench photo, the annotated
+    photos (read at import, like every default)."""
+    import subprocess
+    import sys
+
+    import demo.bench
+    import demo.detect_eval
+    import train.train
+    from model.paths import PROJECT_ROOT, SHARED_DIR
+    default = [train.train.DEFAULT_DATA, train.train.DEFAULT_VGG_WEIGHTS, demo.bench.FACE_PHOTO, demo.detect_eval.WILD]
+    code = ("import train.train as t, demo.bench as b, demo.detect_eval as d; "
+            "print(t.DEFAULT_DATA, t.DEFAULT_VGG_WEIGHTS, b.FACE_PHOTO, d.WILD, sep='\\n')")
+    moved = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "FACE_SHARED_DIR": str(tmp_path)}).stdout.split()
+    assert all(path.exists() for path in default)  # what CI has beside the project
+    assert [Path(p).relative_to(tmp_path) for p in moved] == [p.relative_to(SHARED_DIR) for p in default]

@@ -18,7 +18,6 @@ Chips are read straight from the archive into memory: nothing is extracted, noth
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +25,9 @@ from PIL import Image
 
 from model.datasets import utkface_chips
 from model.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, FaceDetectors
+from model.paths import SHARED_DIR
 
-SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
-DEFAULT_TAR = SHARED / "data" / "UTKFace.tar.gz"
+DEFAULT_TAR = SHARED_DIR / "data" / "UTKFace.tar.gz"
 CHIP = 200
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +27,13 @@ from tqdm import tqdm
 from model.datasets import annotated_faces
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, TIGHT_CROP_NOTE, FaceFinder
 from model.imageio import load_image
+from model.paths import SHARED_DIR
 from train.data import in_age_range
 from train.evaluate import app_predictions, label_arrays
 from train.metrics import gender_correct
 from train.validate import load_or_exit, validation_records
 
-SHARED = Path(os.environ.get("FACE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))  # as in tests
-WILD = SHARED / "data" / "wild-faces"
+WILD = SHARED_DIR / "data" / "wild-faces"
 BARS = (0.5, 0.55, 0.6, 0.65, 0.7)  # 0.7: the bar until Dec 2026
 
 

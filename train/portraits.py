@@ -9,15 +9,14 @@ tests/test_shipped_models.py holds the shipped models to the same expectations (
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from model.hub import ModelLoadError, load_model
+from model.paths import SHARED_DIR
 from train.evaluate import app_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("FACE_SHARED_DIR", ROOT.parent / "shared"))  # as in tests
 FEMALE_ABOVE, MALE_BELOW = 0.6, 0.5  # a woman read firmly female; a man read male
 
 
@@ -33,7 +32,7 @@ class Portrait:
 PORTRAITS = (
     Portrait(ROOT / "assets" / "examples" / "astronaut.jpg", "Eileen Collins, NASA portrait", True, 25, 65),
     Portrait(ROOT / "assets" / "examples" / "grace_hopper.jpg", "Grace Hopper, past 70", True, 55),
-    Portrait(SHARED / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg", "Tom Cruise, 51", False, 30, 70),
+    Portrait(SHARED_DIR / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg", "Tom Cruise, 51", False, 30, 70),
 )
 
 

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from model.nets import CALIBRATION_BUFFERS, VGGNet, build_model, split_output
 from model.age import expected_age
+from model.paths import SHARED_DIR
 from model.preprocess import normalize
 from train import calibrate, distributed, plots
 from train.aligned import alignment_matrices
@@ -53,9 +54,8 @@ from train.sampler import BalancedSampler, shuffled_order
 
 log = logging.getLogger("train")
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "UTKFace.tar.gz"
-DEFAULT_VGG_WEIGHTS = ROOT.parent / "shared" / "weights" / "vgg16_imagenet_features.safetensors"
+DEFAULT_DATA = SHARED_DIR / "data" / "UTKFace.tar.gz"
+DEFAULT_VGG_WEIGHTS = SHARED_DIR / "weights" / "vgg16_imagenet_features.safetensors"
 DEFAULT_CACHE = Path.home() / ".cache" / "face-age-gender"
 DEFAULT_SIZE = {"scratch": 64, "vgg16": 128}
 
