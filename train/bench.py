@@ -8,18 +8,22 @@ computing those features. No data set needed; numbers are medians over several s
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
 
+from model.hub import ASSETS_DIR
 from model.nets import build_model
 from model.preprocess import normalize
 from train.augment import BatchAugment
 from train.losses import multitask_loss
 
 
-SHIPPED_SIZE = {"scratch": 80, "vgg16": 128}  # the bundled models' input sizes (assets/models/*/config.json)
+def bundled_size(arch: str) -> int:
+    """The input size the bundled model of this architecture reads (assets/models/ARCH/config.json)."""
+    return json.loads((ASSETS_DIR / arch / "config.json").read_text())["image_size"]
 
 
 def _median_rate(step, batch_size: int, steps: int) -> float:
@@ -88,13 +92,12 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--tuned-blocks", type=int, default=1, choices=range(1, 5), help="VGG16 blocks fine-tuned")
-    parser.add_argument("--image-size", type=int, help="input size in px (default: the shipped model's, "
-                        + ", ".join(f"{a} {s}" for a, s in SHIPPED_SIZE.items()) + ")")
+    parser.add_argument("--image-size", type=int, help="input size in px (default: the bundled model's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     for arch in args.model or ["scratch", "vgg16"]:
-        size = args.image_size or SHIPPED_SIZE[arch]
+        size = args.image_size or bundled_size(arch)
         rates = bench(arch, size, args.batch_size, args.steps, args.precision == "bf16", args.tuned_blocks)
         for what, rate in rates.items():
             print(f"{arch} {size}px {args.precision} threads={torch.get_num_threads()}: {rate:7.1f} {what}")

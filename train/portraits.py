@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.hub import ModelLoadError, load_model
-from model.paths import SHARED_DIR
+from model.paths import PROJECT_ROOT, SHARED_DIR
 from train.evaluate import app_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
 FEMALE_ABOVE, MALE_BELOW = 0.6, 0.5  # a woman read firmly female; a man read male
 
 
@@ -30,8 +29,8 @@ class Portrait:
 
 
 PORTRAITS = (
-    Portrait(ROOT / "assets" / "examples" / "astronaut.jpg", "Eileen Collins, NASA portrait", True, 25, 65),
-    Portrait(ROOT / "assets" / "examples" / "grace_hopper.jpg", "Grace Hopper, past 70", True, 55),
+    Portrait(PROJECT_ROOT / "assets" / "examples" / "astronaut.jpg", "Eileen Collins, NASA portrait", True, 25, 65),
+    Portrait(PROJECT_ROOT / "assets" / "examples" / "grace_hopper.jpg", "Grace Hopper, past 70", True, 55),
     Portrait(SHARED_DIR / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg", "Tom Cruise, 51", False, 30, 70),
 )
 
