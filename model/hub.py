@@ -103,6 +103,11 @@ def load_model(spec: str | None = None, *, revision: str | None = None, assets_d
     return model
 
 
+def bundled_image_size(arch: str, assets: Path = ASSETS_DIR) -> int:
+    """The input size (px) the bundled model of this architecture reads, from its config.json."""
+    return json.loads((Path(assets) / arch / "config.json").read_text())["image_size"]
+
+
 def load_bundled_ensemble(assets: Path = ASSETS_DIR, load_member=None) -> AgeGenderNet:
     """The bundled ensemble (assets/models/ensemble: its members' specs and its own calibration). Bundled only:
     its members come from the Hub, its cache or their own bundles, as `load_member(spec)` (default: load_model

@@ -370,13 +370,25 @@ def test_split_csv_is_portable_and_reusable(tmp_path, utk):
     assert (tmp_path / "b" / "split.csv").read_text() == text  # same split although the seed differs
 
 
+def test_training_defaults_to_the_size_the_bundled_model_reads(tmp_path):
+    """`python -m train` and `python -m train.bench` without --image-size use the bundle's size (its config.json),
+    so a bare run trains what ships; another bundle's size moves the default with it."""
+    from model.hub import ASSETS_DIR, bundled_image_size
+    for arch in ("scratch", "vgg16"):
+        shipped = json.loads((ASSETS_DIR / arch / "config.json").read_text())["image_size"]
+        assert parse_args(["--model", arch]).image_size == bundled_image_size(arch) == shipped
+    assert parse_args(["--model", "vgg16", "--image-size", "96"]).image_size == 96
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "scratch" / "config.json").write_text(json.dumps({"arch": "scratch", "image_size": 48}))
+    assert bundled_image_size("scratch", tmp_path) == 48
+
+
 def test_training_benchmark_runs(capsys):
-    from model.paths import PROJECT_ROOT
+    from model.hub import bundled_image_size
     from train.bench import main as bench_main
     bench_main(["--model", "scratch", "--batch-size", "4", "--steps", "1"])
     out = capsys.readouterr().out
-    # by default it times the size the bundled model reads
-    assert json.loads((PROJECT_ROOT / "assets" / "models" / "scratch" / "config.json").read_text())["image_size"] == 80
+    assert bundled_image_size("scratch") == 80  # by default it times the size the bundled model reads
     assert "scratch 80px fp32" in out and "train images/s" in out
     rate = float(out.split(":")[1].split()[0])
     assert rate > 0

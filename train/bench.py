@@ -8,22 +8,16 @@ computing those features. No data set needed; numbers are medians over several s
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
 import torch
 
-from model.hub import ASSETS_DIR
+from model.hub import bundled_image_size
 from model.nets import build_model
 from model.preprocess import normalize
 from train.augment import BatchAugment
 from train.losses import multitask_loss
-
-
-def bundled_size(arch: str) -> int:
-    """The input size the bundled model of this architecture reads (assets/models/ARCH/config.json)."""
-    return json.loads((ASSETS_DIR / arch / "config.json").read_text())["image_size"]
 
 
 def _median_rate(step, batch_size: int, steps: int) -> float:
@@ -97,7 +91,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     for arch in args.model or ["scratch", "vgg16"]:
-        size = args.image_size or bundled_size(arch)
+        size = args.image_size or bundled_image_size(arch)
         rates = bench(arch, size, args.batch_size, args.steps, args.precision == "bf16", args.tuned_blocks)
         for what, rate in rates.items():
             print(f"{arch} {size}px {args.precision} threads={torch.get_num_threads()}: {rate:7.1f} {what}")

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from model.nets import CALIBRATION_BUFFERS, VGGNet, build_model, split_output
 from model.age import expected_age
+from model.hub import bundled_image_size
 from model.paths import SHARED_DIR
 from model.preprocess import normalize
 from train import calibrate, distributed, plots
@@ -57,7 +58,6 @@ log = logging.getLogger("train")
 DEFAULT_DATA = SHARED_DIR / "data" / "UTKFace.tar.gz"
 DEFAULT_VGG_WEIGHTS = SHARED_DIR / "weights" / "vgg16_imagenet_features.safetensors"
 DEFAULT_CACHE = Path.home() / ".cache" / "face-age-gender"
-DEFAULT_SIZE = {"scratch": 64, "vgg16": 128}
 
 
 def option(default, help: str, choices: list[str] | None = None):
@@ -72,7 +72,7 @@ class TrainConfig:
         "one or more of: UTKFace tar.gz or folder, FairFace folder (with fairface_label_train.csv), CelebA root, "
         "Male/Female folder tree")})
     out: str = option("runs/scratch", "the run folder: model, checkpoint, history, report")
-    image_size: int = option(0, "0: the architecture's default")
+    image_size: int = option(0, "0: the size the bundled model of this architecture reads")
     epochs: int = option(30, "epochs in all (a resumed run may grow them)")
     batch_size: int = option(64, "in all: with N processes, each takes batch_size / N per step")
     workers: int = option(-1, "DataLoader processes gathering (and pinning) batches: -1 = 4 on a GPU, 0 on a CPU")
@@ -140,7 +140,7 @@ def parse_args(argv=None) -> TrainConfig:
             kind = {"int": int, "float": float}.get(f.type, str)
             parser.add_argument(flag, type=kind, default=default, help=help_text(f))
     cfg = TrainConfig(**vars(parser.parse_args(argv)))
-    cfg.image_size = cfg.image_size or DEFAULT_SIZE[cfg.model]
+    cfg.image_size = cfg.image_size or bundled_image_size(cfg.model)
     return cfg
 
 
