@@ -43,9 +43,9 @@ def test_shipped_files_are_complete():
 
 def test_real_photos_end_to_end(shipped, shared_dir):
     """Every model calls both women women and Tom Cruise a man, with ages in range (train.portraits' checks,
-    here through the demo's pipeline). As shipped: VGG16 0.72 and 0.85 for Eileen Collins and Grace Hopper,
-    the scratch CNN 0.67 and 0.66, the ensemble 0.73 and 0.83. The VGG16 before this one called Grace Hopper
-    male (0.43, and 0.005 before that), and so did a blocks 3-5 VGG16 that was not shipped (0.08)."""
+    here through the demo's pipeline). As shipped: VGG16 (160 px) 0.85 and 0.80 for Eileen Collins and Grace Hopper,
+    the scratch CNN 0.67 and 0.66, the ensemble 0.81 and 0.79. Two VGG16s before called Grace Hopper male (0.43, and 0.005 before that),
+    and so did a blocks 3-5 VGG16 that was not shipped (0.08)."""
     pipeline = Pipeline(shipped)
     for portrait in PORTRAITS:
         (face,) = pipeline(portrait.path).faces
