@@ -11,17 +11,19 @@ from demo.ui_models import CHOICES, ModelBank
 from model.card import training_summary
 from model.datasets import DATASETS, describe, trained_on
 
-def architecture(name: str, options: dict) -> str:
-    """What the model is, from its training options (how many VGG16 blocks were tuned)."""
+def architecture(name: str, options: dict, size: int | None = None) -> str:
+    """What the model is, from its training options (how many VGG16 blocks were tuned) and the input size its
+    evaluation recorded (a network's face size is its main cost and a reason for its accuracy)."""
+    reads = f" It reads each face at {size}x{size} px." if size else ""
     if name == "scratch":
-        return "A small convolutional network trained from scratch: quick on a CPU."
+        return "A small convolutional network trained from scratch: quick on a CPU." + reads
     if name == "ensemble":
         return ("Both networks above read each face: their calibrated gender scores are averaged and their age "
                 "distributions combined into one. It costs both models' time.")
     blocks = int(options.get("tuned_blocks") or 1)
     tuned = "its last block" if blocks == 1 else f"its last {blocks} blocks"
     return (f"VGG16's ImageNet-pretrained convolutional base, {tuned} fine-tuned with two small heads: "
-            "several times slower on a CPU.")
+            "several times slower on a CPU." + reads)
 
 CAVEATS = """
 ### Please read
@@ -75,7 +77,8 @@ def data_markdown(datasets) -> str:
 def model_section(name: str, metrics: dict | None, data_report: dict | None = None,
                   training: tuple[dict, dict] = ({}, {})) -> str:
     choice = CHOICES[name]
-    lines = [f"### {choice.label}", architecture(name, training[1])]
+    size = ((metrics or {}).get("model") or {}).get("image_size")
+    lines = [f"### {choice.label}", architecture(name, training[1], size)]
     datasets = trained_on(data_report or {})
     if datasets:
         lines.append(f"Trained on {describe(datasets)}.")

@@ -93,3 +93,10 @@ def test_model_section_says_how_many_vgg16_blocks_were_tuned():
     assert "its last block fine-tuned" in model_section("vgg16", METRICS, BOTH)  # options not shipped: block 5
     two = model_section("vgg16", METRICS, BOTH, ({}, {"tuned_blocks": 2}))
     assert "its last 2 blocks fine-tuned" in two and "its last block" not in two
+
+
+def test_model_section_says_what_size_each_network_reads():
+    """From the evaluation's record of the model (metrics.json "model"), as the shipped reports carry it."""
+    assert "It reads each face at 160x160 px." in model_section("vgg16", METRICS | {"model": {"image_size": 160}}, BOTH)
+    assert "It reads each face at 80x80 px." in model_section("scratch", METRICS | {"model": {"image_size": 80}}, BOTH)
+    assert " px." not in model_section("vgg16", METRICS, BOTH)  # not recorded: nothing claimed
