@@ -73,3 +73,16 @@ def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *
         loss_age = out.sum() * 0.0  # keeps the graph valid for an all-unknown batch
     total = gender_weight * loss_gender + age_weight * loss_age
     return total, {"loss": total.item(), "loss_gender": loss_gender.item(), "loss_age": loss_age.item()}
+
+
+def distill_loss(out: torch.Tensor, p_female: torch.Tensor, age_probs: torch.Tensor, *, gender_weight: float = 1.0,
+                 age_weight: float = 0.3) -> torch.Tensor:
+    """out [N, 1 + AGE_BINS]; a teacher's readings of the same faces (train/teacher.py): p_female [N], age_probs
+    [N, AGE_BINS] -> the loss of learning them: binary cross-entropy against the teacher's probability plus
+    `age_weight` x cross-entropy against its age distribution, weighted as multitask_loss weighs the labels' terms
+    (so --distill mixes like with like). Both are lowest where the student's raw outputs give the teacher's
+    readings."""
+    gender_logit, age_logits = split_output(out)
+    loss_gender = F.binary_cross_entropy_with_logits(gender_logit, p_female.to(gender_logit.dtype))
+    loss_age = -(age_probs.to(age_logits.dtype) * age_logits.log_softmax(-1)).sum(-1).mean()
+    return gender_weight * loss_gender + age_weight * loss_age

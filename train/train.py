@@ -50,8 +50,9 @@ from train.data import (AGE_BANDS, RACES, age_band, cap_per_source, in_age_range
                         race_name, read_split_csv, split_records, write_split_csv)
 from train.features import frozen_features
 from train.images import load_images
-from train.losses import multitask_loss
+from train.losses import distill_loss, multitask_loss
 from train.sampler import BalancedSampler, shuffled_order
+from train.teacher import Readings, teacher_readings
 
 log = logging.getLogger("train")
 
@@ -96,6 +97,10 @@ class TrainConfig:
     # source alike and the sources lean opposite ways (docs/training.md).
     female_weight: str = option("", "the female class's loss weight per source, e.g. fairface=1.3,utkface=0.77 "
                                 "(others 1; times --class-weight's ratio)")
+    # Knowledge distillation (train/teacher.py): the stronger model's readings teach the smaller one.
+    teacher: str = option("", "a model (folder or spec, e.g. assets/models/ensemble) whose readings of each "
+                          "training face are learnt besides the labels")
+    distill: float = option(0.5, "with --teacher: its readings' share of the loss ((1 - d) x labels + d x teacher)")
     seed: int = option(0, "seeds the split, sampling, augmentation and weights")
     device: str = option("auto", "auto = the GPU when there is one; or cpu, cuda, cuda:1 ...")
     limit: int = option(0, "use a seeded random subset of this many images (0 = all)")
@@ -163,12 +168,22 @@ GENDERS = ("male", "female")
 class SplitData(NamedTuple):
     images: torch.Tensor  # uint8 [N, 3, S, S] (what Inputs feeds the model)
     labels: dict  # LABELS -> [N] long tensors
-    records: list
+    records: list  # the faces that decoded, in the order of images and labels
+    listed: list  # the split's records before unreadable images were skipped (decode_split's input)
 
 
-def split_data(images: torch.Tensor, records: list) -> SplitData:
+def split_data(images: torch.Tensor, records: list, listed: list) -> SplitData:
     labels = {name: torch.tensor([getattr(r, name) for r in records], dtype=torch.long) for name in LABELS}
-    return SplitData(images, labels, records)
+    return SplitData(images, labels, records, listed)
+
+
+def decode_split(cfg: TrainConfig, listed: list, image_size: int) -> tuple[torch.Tensor, list, np.ndarray | None]:
+    """A split's records -> (uint8 faces at image_size, the records that decoded, the app's alignment matrices or
+    None): each face cut as --crops says, from the caches where the run (or a teacher) decoded them before."""
+    cache_dir = Path(cfg.cache_dir)
+    matrices = alignment_matrices(listed, cache_dir) if cfg.crops == "app" else None
+    images, kept = load_images(listed, image_size, cache_dir, matrices=matrices)
+    return images, kept, matrices
 
 
 def limit_records(records: list, limit: int, seed: int) -> list:
@@ -242,8 +257,7 @@ def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[
     report["crops"] = cfg.crops
     for split in ("train", "val"):
         chosen = [r for r in records if r.split == split]
-        matrices = alignment_matrices(chosen, cache_dir) if cfg.crops == "app" else None
-        images, kept = load_images(chosen, cfg.image_size, cache_dir, matrices=matrices)
+        images, kept, matrices = decode_split(cfg, chosen, cfg.image_size)
         report[f"{split}_images"] = len(kept)
         report[f"{split}_skipped_unreadable"] = len(chosen) - len(kept)
         report["counts"][split] = split_counts(chosen, kept)
@@ -251,7 +265,7 @@ def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[
             missed = ~np.isfinite(matrices).all(axis=(1, 2))
             for source, table in report["counts"][split]["by_source"].items():
                 table["no_face_found"] = int(sum(m for m, r in zip(missed, chosen) if r.source == source))
-        sets[split] = split_data(images, kept)
+        sets[split] = split_data(images, kept, chosen)
     report["test_images_listed"] = sum(r.split == "test" for r in records)
     if write_files:
         atomic_write_json(out / "data_report.json", report)
@@ -377,6 +391,27 @@ def warm_start(model, spec: str) -> None:
     log.info("weights from %s", spec)
 
 
+def readings_of_teacher(cfg: TrainConfig, train_set: SplitData, device: torch.device) -> Readings:
+    """--teacher's readings of the training faces, in training order: each face cut as the run cuts it, at the
+    teacher's own size (train/teacher.py)."""
+    from model.hub import ModelLoadError, load_model
+
+    try:
+        teacher = load_model(cfg.teacher)
+    except ModelLoadError as error:
+        raise SystemExit(f"--teacher {cfg.teacher}: {error}") from None
+
+    def images_at(size: int) -> torch.Tensor:
+        images, kept, _ = decode_split(cfg, train_set.listed, size)
+        if len(kept) != len(train_set.records):  # the same files decode at every size; a change mid-run does not
+            raise SystemExit(f"--teacher: {len(kept)} training images decoded at {size} px, "
+                             f"{len(train_set.records)} at {cfg.image_size} px (did files change?)")
+        return images
+
+    log.info("the teacher %s reads the training faces (%s px)", cfg.teacher, teacher.image_size)
+    return teacher_readings(teacher, images_at, Path(cfg.cache_dir), device, bf16=cfg.precision == "bf16")
+
+
 def set_tuned_trainable(model, trainable: bool) -> None:
     if isinstance(model, VGGNet):
         model.tuned.requires_grad_(trainable)
@@ -473,6 +508,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     if cfg.batch_size % procs.world:
         raise SystemExit(f"--batch-size {cfg.batch_size} does not split evenly over {procs.world} processes")
     parse_source_weights(cfg.female_weight)  # a mistyped weight stops here, before the data is read
+    if cfg.teacher and not 0 <= cfg.distill <= 1:
+        raise SystemExit(f"--distill {cfg.distill}: the teacher's share of the loss is between 0 and 1")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
@@ -504,6 +541,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     with procs.main_first():  # process 0 decodes and caches; the others then read its caches
         sets = prepare_data(cfg, out, write_files=procs.main)
         inputs = Inputs(cfg, model, sets, device)
+        readings = readings_of_teacher(cfg, sets["train"], device) if cfg.teacher else None
     if inputs.cached:  # the decoded images went into the feature caches and are not read again: free them
         # (52k faces at 128 px are 2.6 GB; blocks 4-5 with an augmented copy came within 1.5 GB of 24)
         sets = {split: data._replace(images=None) for split, data in sets.items()}
@@ -549,6 +587,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
                                          gender_weight=cfg.gender_weight, age_weight=cfg.age_weight,
                                          age_l1=cfg.age_l1, female_weight=female_weight[idx].to(device),
                                          range_spread=cfg.range_spread)
+            if readings is not None:  # parts["loss"] stays the labels' loss, comparable with runs without a teacher
+                taught = distill_loss(out_batch, readings.p_female[idx].to(device), readings.age_probs[idx].to(device),
+                                      gender_weight=cfg.gender_weight, age_weight=cfg.age_weight)
+                loss = (1 - cfg.distill) * loss + cfg.distill * taught
+                parts["loss_teacher"] = taught.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
