@@ -34,7 +34,7 @@ def range_spread_loss(age_logits: torch.Tensor, low: torch.Tensor, high: torch.T
     top = age_logits.shape[1] - 1
     inside = (years >= low.clamp(0, top).unsqueeze(1)) & (years <= high.clamp(0, top).unsqueeze(1))
     target = inside.float() / inside.sum(-1, keepdim=True)
-    return -(target * age_logits.log_softmax(-1)).sum(-1)
+    return F.cross_entropy(age_logits, target, reduction="none")
 
 
 def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *, age_low: torch.Tensor | None = None,
@@ -60,7 +60,7 @@ def multitask_loss(out: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, *
     per_face = []
     if known.any():
         logits, ages = age_logits[known], age[known]
-        ce = -(soft_age_targets(ages) * logits.log_softmax(-1)).sum(-1)
+        ce = F.cross_entropy(logits, soft_age_targets(ages), reduction="none")
         l1 = (expected_age(logits) - ages.float().clamp(max=logits.shape[1] - 1)).abs()
         per_face.append(ce + age_l1 * l1)
     if ranged.any():
@@ -84,5 +84,5 @@ def distill_loss(out: torch.Tensor, p_female: torch.Tensor, age_probs: torch.Ten
     readings."""
     gender_logit, age_logits = split_output(out)
     loss_gender = F.binary_cross_entropy_with_logits(gender_logit, p_female.to(gender_logit.dtype))
-    loss_age = -(age_probs.to(age_logits.dtype) * age_logits.log_softmax(-1)).sum(-1).mean()
+    loss_age = F.cross_entropy(age_logits, age_probs.to(age_logits.dtype))
     return gender_weight * loss_gender + age_weight * loss_age
