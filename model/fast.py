@@ -50,6 +50,14 @@ from model.nets import read_outputs
 PRECISIONS = ("auto", "bf16", "fp32")
 PRECISION_ENV = "FACE_PRECISION"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products (AVX-512) or bf16 tile matrix units (AMX)
+# oneDNN's own cap on the instructions it uses ($ONEDNN_MAX_CPU_ISA, e.g. AVX2 to measure an AMX machine as an
+# AVX2-only one): under a cap below a flag's ISA, bf16 is emulated even where the CPU has the units, so "auto"
+# must pick fp32 as it would on such a CPU (measured under AVX2 here: the bf16 VGG16 read 200 faces in 468 s).
+# The caps (oneDNN's dnnl_cpu_isa_t names) that still allow each flag; no cap, "ALL" or "DEFAULT" allow both.
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the second: oneDNN's older name
+AMX_CAPS = ("AVX10_1_512_AMX", "AVX512_CORE_AMX", "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16")
+CAPS_ALLOWING = {"avx512_bf16": ("AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", *AMX_CAPS),
+                 "amx_bf16": AMX_CAPS}
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -67,11 +75,19 @@ def cpu_flags() -> set[str]:
     return set(cpuinfo("flags").split())
 
 
+def isa_cap() -> str | None:
+    """oneDNN's cap on its instructions from the environment, upper case; None where there is none."""
+    cap = next((os.environ[name] for name in ISA_CAP_VARIABLES if os.environ.get(name)), "").strip().upper()
+    return None if cap in ("", "ALL", "DEFAULT") else cap
+
+
 def bf16_features() -> list[str]:
-    """The bf16 matrix instructions this CPU has (empty: none, or oneDNN is missing from this torch)."""
+    """The bf16 matrix instructions this CPU has and oneDNN may use (empty: none, oneDNN is missing from this
+    torch, or $ONEDNN_MAX_CPU_ISA caps it below them)."""
     if not torch.backends.mkldnn.is_available():
         return []
-    return sorted(set(BF16_CPU_FLAGS) & cpu_flags())
+    cap = isa_cap()
+    return sorted(flag for flag in set(BF16_CPU_FLAGS) & cpu_flags() if cap is None or cap in CAPS_ALLOWING[flag])
 
 
 def resolve_precision(precision: str | None = None) -> str:

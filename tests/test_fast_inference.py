@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture
 def cpu(monkeypatch):
-    """Pretend to run on a CPU with the given feature flags, with $FACE_PRECISION unset."""
-    monkeypatch.delenv(model.fast.PRECISION_ENV, raising=False)
+    """Pretend to run on a CPU with the given feature flags, with $FACE_PRECISION and oneDNN's ISA cap unset."""
+    for name in (model.fast.PRECISION_ENV, *model.fast.ISA_CAP_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
     return lambda *flags: monkeypatch.setattr(model.fast, "cpu_flags", lambda: set(flags))
 
 
@@ -32,6 +33,24 @@ def test_auto_is_bf16_only_with_bf16_matrix_instructions(cpu):
     assert resolve_precision() == "bf16"
     cpu("amx_tile", "amx_bf16")
     assert resolve_precision() == "bf16"
+
+
+def test_auto_is_fp32_where_onednn_is_capped_below_bf16(cpu, monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes an AMX machine measure like an AVX2 one: oneDNN then emulates bf16, so
+    "auto" has to read the cap as well as the CPU's flags."""
+    cpu("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+    assert bf16_features() == ["amx_bf16", "avx512_bf16"] and resolve_precision() == "bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert bf16_features() == [] and resolve_precision() == "fp32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert resolve_precision() == "fp32"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # AVX-512 bf16 dot products, no AMX tiles
+    assert bf16_features() == ["avx512_bf16"] and resolve_precision() == "bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert bf16_features() == ["amx_bf16", "avx512_bf16"]
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")  # oneDNN's older name for the same cap
+    assert resolve_precision() == "fp32"
 
 
 def test_precision_can_be_forced(cpu, monkeypatch):
