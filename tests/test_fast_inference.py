@@ -136,7 +136,6 @@ def test_bf16_agrees_with_fp32_on_200_test_faces(both_paths):
     from train.metrics import age_mae
     arch, kept, results = both_paths
     (fp32, _), (bf16, _) = results["fp32"], results["bf16"]
-    gender = np.array([r.gender for r in kept])
     age = np.array([r.age for r in kept])
     assert len(kept) == (200 if bf16_features() else 200 // EMULATED_STEP)
     print(f"{arch}: {len(kept)} faces")
