@@ -277,6 +277,22 @@ def test_checkpoint_round_trip_and_atomic_save(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save_checkpoint(path, {"epoch": 4})
     assert checkpoint.load_checkpoint(path)["epoch"] == 3  # the previous checkpoint is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # and no half-written file is left
+
+
+def test_caches_are_replaced_atomically(tmp_path):
+    """The caches (images, alignment, features, teacher readings) all write through replaced_atomically: np.savez
+    adds no second suffix to its temp file, a failed write keeps the previous cache and leaves no temp file."""
+    cache = tmp_path / "images-abc.npz"
+    with checkpoint.replaced_atomically(cache) as tmp:
+        np.savez(tmp, images=np.arange(3))
+    assert np.load(cache)["images"].tolist() == [0, 1, 2]
+    with pytest.raises(MemoryError):
+        with checkpoint.replaced_atomically(cache) as tmp:
+            np.savez(tmp, images=np.arange(5))
+            raise MemoryError
+    assert np.load(cache)["images"].tolist() == [0, 1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images-abc.npz"]
 
 
 def test_model_dir_round_trip(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from model import align
 from model.faces import (DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, TIGHT_CROP_MIN_SCORE, TIGHT_CROP_PAD, TIGHT_CROP_SHARE,
                          FaceFinder, main_face)
+from train.checkpoint import replaced_atomically
 from train.data import file_stamp
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,8 @@ def alignment_matrices(records, cache_dir: Path | None = None, workers: int = 2)
         if m is not None:
             matrices[i] = m
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, matrices)
-        os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
+        with replaced_atomically(cache) as tmp:
+            np.save(tmp, matrices)
     return matrices
 
 

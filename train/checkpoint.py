@@ -9,17 +9,32 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """A temp path beside `path` for the block to write, renamed onto `path` when the block ends and removed if
+    it raises: a run killed mid-write leaves the previous file, never a truncated one. The temp name is fixed
+    (NAME.tmp.SUFFIX: np.save / np.savez add no suffix of their own), so what a killed run left (a feature cache
+    is 10 GB) is overwritten by the next write rather than kept; one process writes each file (under DDP,
+    process 0)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    tmp = path.with_suffix(f".tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_write_json(path: Path, data) -> None:
@@ -27,11 +42,8 @@ def atomic_write_json(path: Path, data) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from model.nets import VGGNet
 from model.preprocess import normalize
+from train.checkpoint import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +48,25 @@ def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None,
     # written straight to a memory-mapped file and read back mapped: the block-2 output of 52k FairFace +
     # UTKFace training faces is 13.7 GB per copy, and a clean and an augmented copy do not fit in 24 GB of
     # memory together (the page cache keeps what fits; a batch reads ~17 MB, little for a disk)
-    features = None
-    tmp = cache.with_suffix(".tmp.npy") if cache is not None else None
-    for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
-        # channels_last input (the weights keep their layout): 53 -> 122 images/s for blocks 1-3 in bf16 on
-        # the 2-core AMX Xeon (batch 64, 128 px); the cache itself is stored in the default layout
-        batch = norm(images[start:start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            out = model.forward_frozen(batch).half().cpu()
-        if features is None:
-            shape = (len(images), *out.shape[1:])
-            if tmp is None:
-                features = np.empty(shape, dtype=np.float16)
-            else:
-                tmp.parent.mkdir(parents=True, exist_ok=True)
-                features = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        features[start:start + len(out)] = out.numpy()
-    if features is None:
+    if not len(images):
         return torch.empty(0)
-    if tmp is None:
-        return torch.from_numpy(features)
-    features.flush()
-    del features
-    os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
+    with (replaced_atomically(cache) if cache is not None else nullcontext()) as tmp:
+        features = None
+        for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
+            # channels_last input (the weights keep their layout): 53 -> 122 images/s for blocks 1-3 in bf16 on
+            # the 2-core AMX Xeon (batch 64, 128 px); the cache itself is stored in the default layout
+            batch = norm(images[start:start + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                out = model.forward_frozen(batch).half().cpu()
+            if features is None:
+                shape = (len(images), *out.shape[1:])
+                features = np.empty(shape, dtype=np.float16) if tmp is None else \
+                    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            features[start:start + len(out)] = out.numpy()
+        if tmp is None:
+            return torch.from_numpy(features)
+        features.flush()
+        del features
     return _mapped(cache)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from model.preprocess import to_uint8_tensor
 from train.aligned import aligned_face
+from train.checkpoint import replaced_atomically
 from train.data import FRAMING_CROP, Record, file_stamp
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,6 @@ def load_images(records: list[Record], image_size: int, cache_dir: Path | None =
     images = torch.stack([f for f in faces if f is not None]) if keep.any() else \
         torch.empty(0, 3, image_size, image_size, dtype=torch.uint8)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images.numpy(), keep=keep)
-        os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
+        with replaced_atomically(cache) as tmp:
+            np.savez(tmp, images=images.numpy(), keep=keep)
     return images, [r for r, k in zip(records, keep) if k]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from model.fast import fast_model
 from model.nets import AgeGenderNet
 from model.preprocess import normalize
+from train.checkpoint import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,6 @@ def teacher_readings(teacher: AgeGenderNet, images_at: Callable[[int], torch.Ten
         return Readings(torch.from_numpy(stored["p_female"]), torch.from_numpy(stored["age_probs"]))
     readings = read_faces(teacher, images, device, bf16)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, p_female=readings.p_female.numpy(), age_probs=readings.age_probs.numpy())
-        os.replace(tmp, cache)  # atomic: a killed run never leaves a half-written cache
+        with replaced_atomically(cache) as tmp:
+            np.savez(tmp, p_female=readings.p_female.numpy(), age_probs=readings.age_probs.numpy())
     return readings
