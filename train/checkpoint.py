@@ -1,4 +1,4 @@
-"""Atomic writes for checkpoints and run files: write to a temp file, then rename.
+"""Atomic writes for checkpoints, run files and the training caches: write to a temp file, then rename.
 
 A kill mid-save leaves the previous file intact, never a truncated one. Resume checkpoints are our own
 files, loaded with `weights_only=True` (tensors and plain containers only: no code execution).
