@@ -43,13 +43,13 @@ def frozen_features(model: VGGNet, images: torch.Tensor, cache_dir: Path | None,
     if cache is not None and cache.exists():
         log.info("using cached VGG16 features %s", cache)
         return _mapped(cache)
+    if not len(images):
+        return torch.empty(0)
     model.frozen.eval().to(device)
     norm = normalize()
     # written straight to a memory-mapped file and read back mapped: the block-2 output of 52k FairFace +
     # UTKFace training faces is 13.7 GB per copy, and a clean and an augmented copy do not fit in 24 GB of
     # memory together (the page cache keeps what fits; a batch reads ~17 MB, little for a disk)
-    if not len(images):
-        return torch.empty(0)
     with (replaced_atomically(cache) if cache is not None else nullcontext()) as tmp:
         features = None
         for start in tqdm(range(0, len(images), batch_size), desc="caching VGG16 frozen features", leave=False):
