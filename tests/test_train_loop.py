@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 from collections import Counter
 from pathlib import Path
@@ -281,15 +282,17 @@ def test_checkpoint_round_trip_and_atomic_save(tmp_path, monkeypatch):
 
 
 def test_caches_are_replaced_atomically(tmp_path):
-    """The caches (images, alignment, features, teacher readings) all write through replaced_atomically: np.savez
-    adds no second suffix to its temp file, a failed write keeps the previous cache and leaves no temp file."""
+    """The caches (images, alignment, features, teacher readings) and run files all write through
+    replaced_atomically: its temp file matches no pattern for the real ones (a leftover is never published or
+    read as a cache), a failed write keeps the previous file and leaves no temp file."""
     cache = tmp_path / "images-abc.npz"
-    with checkpoint.replaced_atomically(cache) as tmp:
-        np.savez(tmp, images=np.arange(3))
+    with checkpoint.replaced_atomically(cache) as tmp, tmp.open("wb") as f:
+        assert not fnmatch.fnmatch(tmp.name, "*.npz")
+        np.savez(f, images=np.arange(3))
     assert np.load(cache)["images"].tolist() == [0, 1, 2]
     with pytest.raises(MemoryError):
-        with checkpoint.replaced_atomically(cache) as tmp:
-            np.savez(tmp, images=np.arange(5))
+        with checkpoint.replaced_atomically(cache) as tmp, tmp.open("wb") as f:
+            np.savez(f, images=np.arange(5))
             raise MemoryError
     assert np.load(cache)["images"].tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images-abc.npz"]

@@ -78,8 +78,8 @@ def alignment_matrices(records, cache_dir: Path | None = None, workers: int = 2)
         if m is not None:
             matrices[i] = m
     if cache is not None:
-        with replaced_atomically(cache) as tmp:
-            np.save(tmp, matrices)
+        with replaced_atomically(cache) as tmp, tmp.open("wb") as f:
+            np.save(f, matrices)
     return matrices
 
 

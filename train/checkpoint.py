@@ -19,12 +19,12 @@ import torch
 @contextmanager
 def replaced_atomically(path: Path) -> Iterator[Path]:
     """A temp path beside `path` for the block to write, renamed onto `path` when the block ends and removed if
-    it raises: a run killed mid-write leaves the previous file, never a truncated one. The temp name is fixed
-    (NAME.tmp.SUFFIX: np.save / np.savez add no suffix of their own), so what a killed run left (a feature cache
-    is 10 GB) is overwritten by the next write rather than kept; one process writes each file (under DDP,
-    process 0)."""
+    it raises: a run killed mid-write leaves the previous file, never a truncated one. The temp name is fixed,
+    NAME.tmp, so what a killed run left (a feature cache is 10 GB) is overwritten by the next write rather than
+    kept, and no pattern for the real files (push's "*.json", a cache's "*.npz") picks it up; one process writes
+    each file (under DDP, process 0). np.save / np.savez would add their suffix to it: give them the open file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{path.suffix}")
+    tmp = path.with_name(f"{path.name}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

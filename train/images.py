@@ -92,6 +92,6 @@ def load_images(records: list[Record], image_size: int, cache_dir: Path | None =
     images = torch.stack([f for f in faces if f is not None]) if keep.any() else \
         torch.empty(0, 3, image_size, image_size, dtype=torch.uint8)
     if cache is not None:
-        with replaced_atomically(cache) as tmp:
-            np.savez(tmp, images=images.numpy(), keep=keep)
+        with replaced_atomically(cache) as tmp, tmp.open("wb") as f:
+            np.savez(f, images=images.numpy(), keep=keep)
     return images, [r for r, k in zip(records, keep) if k]

@@ -84,6 +84,6 @@ def teacher_readings(teacher: AgeGenderNet, images_at: Callable[[int], torch.Ten
         return Readings(torch.from_numpy(stored["p_female"]), torch.from_numpy(stored["age_probs"]))
     readings = read_faces(teacher, images, device, bf16)
     if cache is not None:
-        with replaced_atomically(cache) as tmp:
-            np.savez(tmp, p_female=readings.p_female.numpy(), age_probs=readings.age_probs.numpy())
+        with replaced_atomically(cache) as tmp, tmp.open("wb") as f:
+            np.savez(f, p_female=readings.p_female.numpy(), age_probs=readings.age_probs.numpy())
     return readings
