@@ -54,6 +54,7 @@ def read_history(run):
 
 @pytest.mark.parametrize("arch, size", [("scratch", 64), ("vgg16", 128)])
 def test_forward_shapes(arch, size):
+    torch.manual_seed(0)  # torch's own start seed differs per process: alone, this test drew other weights each run
     model = build_model(arch, image_size=size).eval()
     out = model(torch.randn(3, 3, size, size))
     assert out.shape == (3, 1 + AGE_BINS)
