@@ -134,7 +134,8 @@ def about_markdown(bank: ModelBank) -> str:
     sections = ["## About the models",
                 "Each face is found with MediaPipe's BlazeFace detector, aligned, and read by one network with "
                 "two heads: the probability that the face would be labelled female, and a distribution over "
-                "ages 0–100 (its mean is the age shown; the interval covers the central 80%). Grad-CAM shows "
+                "ages 0–100 (its mean is the age shown; the interval covers the central 80%, widened where "
+                "needed so that it holds the age shown). Grad-CAM shows "
                 "which pixels pushed the chosen head's output up."]
     reports = {name: bank.data_report(name) or {} for name in CHOICES}
     sections += [model_section(name, bank.metrics(name), reports[name], bank.training(name)) for name in CHOICES]

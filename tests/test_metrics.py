@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.age import AGE_BINS, age_interval, expected_age
+from model.age import AGE_BINS, age_interval, expected_age, mean_age
 from train.calibrate import (MIN_EXACT_FOR_COVERAGE, fit_age_calibration, fit_age_temperature,
                              fit_age_temperature_for_coverage, fit_temperature)
 from train.data import UNKNOWN
@@ -115,6 +115,21 @@ def test_expected_age_and_interval_of_a_known_distribution():
     assert expected_age(logits).item() == pytest.approx(35.0)
     low, high = age_interval(logits.softmax(-1), 0.8)
     assert (low.item(), high.item()) == (30.0, 40.0)
+
+
+def test_the_interval_takes_in_the_age_shown_when_a_thin_tail_moves_the_mean_out_of_it():
+    """95% at 33 y and 5% at 60: the mean is 34.35 and both percentiles are 33, so "34 y (33-33)" would be
+    shown. The interval is widened to the whole years around the mean; a distribution whose mean already
+    lies inside keeps its percentiles."""
+    probs = torch.zeros(2, AGE_BINS, dtype=torch.float64)
+    probs[0, 33], probs[0, 60] = 0.95, 0.05
+    probs[1, 20:41] = 1 / 21  # uniform 20..40: percentiles 22 and 38, mean 30
+    low, high = age_interval(probs)
+    assert mean_age(probs)[0].item() == pytest.approx(34.35)
+    assert (low.tolist(), high.tolist()) == ([33.0, 22.0], [35.0, 38.0])
+    skewed = torch.zeros(1, AGE_BINS)
+    skewed[0, 33], skewed[0, 10] = 0.95, 0.05  # the tail below: the interval reaches down to the mean, 31.85
+    assert [v.item() for v in age_interval(skewed)] == [31.0, 33.0]
 
 
 def test_temperature_scaling_fixes_overconfidence():
