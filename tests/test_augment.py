@@ -129,3 +129,20 @@ def test_default_augmentation_keeps_shape_range_and_variety():
     out = BatchAugment()(images)
     assert out.shape == (64, 3, 64, 64) and torch.isfinite(out).all()
     assert -2.5 < out.min() and out.max() < 2.7  # normalised [0, 1] images, nothing out of range
+
+
+def test_flip_p_is_the_share_of_mirrored_images():
+    """Everything else off: flip_p=0 gives the images as they are (frames as a camera gives them), 1 mirrors
+    every image, and the default 0.5 about half."""
+    torch.manual_seed(0)
+    images = (textured_image() * 255).to(torch.uint8).expand(200, -1, -1, -1).contiguous()
+    off = dict(degrees=0.0, translate=0.0, scale=(1.0, 1.0), brightness=0.0, contrast=0.0, erase_p=0.0,
+               small_p=0.0, blur_p=0.0, dark_p=0.0, grey_p=0.0, jpeg_p=0.0)
+    as_is, mirrored = BatchAugment(**off, flip_p=0.0)(images[:1]), BatchAugment(**off, flip_p=1.0)(images[:1])
+    torch.testing.assert_close(mirrored, as_is.flip(-1), atol=1e-4, rtol=0)
+    assert not torch.allclose(as_is, mirrored, atol=1e-2)
+    for p, expected in ((0.0, 0), (1.0, 200)):
+        out = BatchAugment(**off, flip_p=p)(images)
+        assert int(((out - mirrored).abs().amax((1, 2, 3)) < 1e-4).sum()) == expected
+    halves = ((BatchAugment(**off)(images) - mirrored).abs().amax((1, 2, 3)) < 1e-4).sum()
+    assert 70 < int(halves) < 130

@@ -48,7 +48,8 @@ def test_scores_on_a_worked_example():
 
 
 def test_frames_are_read_as_the_app_reads_them(monkeypatch):
-    """A model with mirror_average reads every frame with its mirror image, as the video tab does."""
+    """A model with mirror_average reads every frame with its mirror image (the reference and the fast path
+    alike), or once where asked."""
     import copy
 
     from train import measure_video_combine
@@ -59,8 +60,10 @@ def test_frames_are_read_as_the_app_reads_them(monkeypatch):
     faces = torch.rand(5, 3, 32, 32)
     with torch.no_grad():
         one, both = plain(faces), (plain(faces) + plain(faces.flip(-1))) / 2
-    for model, expected in ((plain, one), (mirrored, both)):
-        out = measure_video_combine.frame_outputs(model, faces, frames=2)
+    read = measure_video_combine.frame_outputs
+    for out, expected in ((read(plain, faces, 2), one), (read(mirrored, faces, 2), both),
+                          (read(mirrored, faces, 2, once=True), one),  # --read-once
+                          (read(mirrored, faces, 2, precision="fp32"), both)):  # through the app's fast path
         assert out.shape == (5, 2, 1 + AGE_BINS)
         for frame in range(2):
             torch.testing.assert_close(out[:, frame], expected, rtol=1e-5, atol=1e-5)

@@ -110,7 +110,8 @@ class BatchAugment:
     def __init__(self, degrees=10.0, translate=0.05, scale=(0.92, 1.08), brightness=0.25, contrast=0.25,
                  erase_p=0.25, small_p=0.15, small_size=(20, 40), blur_p=0.15, blur_sigma=(0.5, 1.5),
                  dark_p=0.15, dark_gamma=(1.5, 2.5), dark_noise=(0.01, 0.04), grey_p=0.1, jpeg_p=0.15,
-                 jpeg_quality=(20, 60)):
+                 jpeg_quality=(20, 60), flip_p=0.5):
+        self.flip_p = flip_p  # share of images mirrored (0 for frames as a camera gives them)
         self.degrees, self.translate, self.scale = degrees, translate, scale
         self.brightness, self.contrast = brightness, contrast
         self.small_p, self.small_size = small_p, small_size
@@ -124,7 +125,7 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         n, device = len(images), images.device  # on a GPU, every op and random draw stays on it
         x = images.float() / 255
-        flip = torch.rand(n, device=device) < 0.5
+        flip = torch.rand(n, device=device) < self.flip_p
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
         t = self.translate

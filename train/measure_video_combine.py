@@ -1,6 +1,7 @@
 """`python -m train.measure_video_combine`: how a tracked person's frames are best combined into one answer.
 
     python -m train.measure_video_combine [--model scratch] [--faces 1000] [--frames 8]
+        [--camera-frames] [--read-once] [--precision auto]
 
 The video tab gives each person one answer from all the frames they were seen in (demo/video.py, `Person`).
 Labelled clips of faces do not exist here, so this makes them: each UTKFace *validation* face (as the app
@@ -14,7 +15,10 @@ erasing). Every frame is predicted, and the frames are combined three ways:
 - one frame: the first frame alone (no combination), for reference.
 
 It prints, per rule, gender accuracy, log loss and ECE, age MAE, and the 80% interval's coverage and mean
-width. The validation split only: no evaluation set is read.
+width. The validation split only: no evaluation set is read. --camera-frames leaves out the mirrored frames
+(a camera gives none; by default half the frames are mirrored); --read-once reads each frame once where the
+model would read it with its mirror image (what a stream would gain by skipping that: docs/benchmarks.md,
+"Video"); --precision reads through the app's fast path (model/fast.py) instead of the model in fp32.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ import numpy as np
 import torch
 
 from model.age import age_interval, mean_age
+from model.fast import PRECISIONS, fast_model
 from model.hub import load_model
+from model.nets import read_outputs
 from train.aligned import alignment_matrices
 from train.augment import BatchAugment
 from train.evaluate import CACHE_DIR, split_csv_records
@@ -42,16 +48,21 @@ def validation_faces(data: Path, n: int) -> list:
 
 
 @torch.no_grad()
-def frame_outputs(model, images: torch.Tensor, frames: int, seed: int = 0) -> torch.Tensor:
-    """[N, frames, outputs]: the model's raw outputs on `frames` perturbed copies of each face."""
+def frame_outputs(model, images: torch.Tensor, frames: int, seed: int = 0, flip_p: float = 0.5, once: bool = False,
+                  precision: str | None = None) -> torch.Tensor:
+    """[N, frames, outputs]: the model's raw outputs on `frames` perturbed copies of each face.
+    flip_p: the share of frames mirrored (0.5: the same face, as a turned head is; 0: as a camera gives them).
+    once: each frame read once, even by a network that reads faces with their mirror image (mirror_average).
+    precision: read through the app's fast path at this precision (model/fast.py); None: the model in fp32."""
     torch.manual_seed(seed)
     augment = BatchAugment(erase_p=0.0, grey_p=0.0, small_p=0.0, degrees=5.0, translate=0.03, scale=(0.95, 1.05),
-                           brightness=0.15, contrast=0.15)
+                           brightness=0.15, contrast=0.15, flip_p=flip_p)
+    reader = model if precision is None else fast_model(model, precision)
+    mirror = model.mirror_average and not once  # an ensemble's members mirror inside its forward, as it says
     outs = []
-    for _ in range(frames):  # BatchAugment also mirrors half the faces: the same face, as a turned head is
+    for _ in range(frames):
         x = augment(images)
-        # each frame read as the app reads a face (with its mirror image where the model says mirror_average)
-        outs.append(torch.cat([model.outputs(x[i:i + 256]) for i in range(0, len(x), 256)]))
+        outs.append(torch.cat([read_outputs(reader, x[i:i + 256], mirror) for i in range(0, len(x), 256)]))
     return torch.stack(outs, 1)
 
 
@@ -86,14 +97,23 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/UTKFace.tar.gz"))
     parser.add_argument("--faces", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--camera-frames", action="store_true",
+                        help="no mirrored frames, as a camera gives them (default: half the frames mirrored)")
+    parser.add_argument("--read-once", action="store_true",
+                        help="read each frame once, even where the model reads faces with their mirror image")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="read through the app's fast path at this precision (default: the model in fp32)")
     args = parser.parse_args(argv)
     model = load_model(args.model).eval()
     records = validation_faces(args.data, args.faces)
     images, kept = load_images(records, model.image_size, CACHE_DIR,
                                matrices=alignment_matrices(records, CACHE_DIR))
     gender, age = np.array([r.gender for r in kept]), np.array([r.age for r in kept])
-    raw = frame_outputs(model, images, args.frames)
-    print(f"{args.model}: {len(kept)} UTKFace validation faces x {args.frames} frames")
+    raw = frame_outputs(model, images, args.frames, flip_p=0.0 if args.camera_frames else 0.5, once=args.read_once,
+                        precision=args.precision)
+    how = ", ".join(k for k, on in (("camera frames", args.camera_frames), ("read once", args.read_once),
+                                    (f"fast path {args.precision}", args.precision)) if on)
+    print(f"{args.model}: {len(kept)} UTKFace validation faces x {args.frames} frames" + (f" ({how})" if how else ""))
     for rule in ("probabilities", "logits", "one frame"):
         cells = ", ".join(f"{k} {v:.4f}" if k in ("log loss", "ECE") else f"{k} {v:.3f}"
                           for k, v in scores(combine(model, raw, rule), gender, age).items())
