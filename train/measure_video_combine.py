@@ -100,7 +100,8 @@ def main(argv=None) -> None:
     parser.add_argument("--camera-frames", action="store_true",
                         help="no mirrored frames, as a camera gives them (default: half the frames mirrored)")
     parser.add_argument("--read-once", action="store_true",
-                        help="read each frame once, even where the model reads faces with their mirror image")
+                        help="read each frame once, even where the model reads faces with their mirror image "
+                             "(a single network: an ensemble's members read as each says)")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="read through the app's fast path at this precision (default: the model in fp32)")
     args = parser.parse_args(argv)
