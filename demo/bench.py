@@ -1,14 +1,15 @@
 """Time the pipeline per stage: decode, detect, align, model, cam, render (medians over many runs), in fp32 and
-on the fast path (model/fast.py: bf16 where the CPU has bf16 matrix instructions), side by side.
+on the fast path (model/fast.py: int8 for a model that ships int8 ranges where the CPU has int8 dot products,
+else bf16 where it has bf16 matrix instructions), side by side.
 
-    python -m demo.bench [--model scratch --model vgg16] [--runs 30] [--threads N] [--precision auto|bf16|fp32]
+    python -m demo.bench [--model scratch --model vgg16] [--runs 30] [--threads N] [--precision auto|int8|bf16|fp32]
 
 Cases: a 640x480 JPEG frame with one face (detect + predict; with Grad-CAM for both heads) and a photo with
 10 faces (batched: should cost far less than 10 single faces). The frames are built from
 ../shared/data/wild-faces/Tom_Cruise_avp_2014_4.jpg. Timing does not depend on the weights, so a model that
 cannot be loaded (no trained weights yet) is replaced by an untrained one of the same architecture, with a note.
 The fast path's rows are checked against the release floors (FLOORS_MS); --precision fp32 times the fp32 path
-alone, as on a CPU without bf16 instructions.
+alone, as on a CPU without bf16 or int8 instructions.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 from PIL import Image
 
 from demo.pipeline import Pipeline
-from model.fast import PRECISIONS, bf16_features, cpuinfo, resolve_precision
+from model.fast import PRECISIONS, bf16_features, cpuinfo, int8_features
 from model.paths import SHARED_DIR
 
 FACE_PHOTO = SHARED_DIR / "data" / "wild-faces" / "Tom_Cruise_avp_2014_4.jpg"
@@ -135,20 +136,21 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    fast = resolve_precision(args.precision)
-    paths = ["fp32"] if fast == "fp32" else ["fp32", fast]
     images = frames(args.photo)
     print(f"torch {torch.__version__}, threads: {torch.get_num_threads()}, runs per case: {args.runs} (medians, ms)"
           f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
     print(f"CPU: {cpuinfo('model name') or 'unknown'}; bf16 matrix instructions: "
-          f"{', '.join(bf16_features()) or 'none'}; paths: {' and '.join(paths)} (channels_last)")
-    print(f"{'case':28s} {'path':>4s} {'faces':>5s} " + " ".join(f"{s:>7s}" for s in STAGES)
+          f"{', '.join(bf16_features()) or 'none'}; int8 dot products: {', '.join(int8_features()) or 'none'}")
+    print(f"{'case':28s} {'path':>9s} {'faces':>5s} " + " ".join(f"{s:>7s}" for s in STAGES)
           + f" {'total':>8s} {'cpu':>7s}  fast path: speed-up, release floor")
     for spec in args.model or ["scratch", "vgg16"]:
         model, note = load(spec)
         if note:
             print(f"note: {note}")
-        pipelines = {path: Pipeline(model, precision=path) for path in paths}
+        fast = Pipeline(model, precision=args.precision)  # the app's path, e.g. "int8+bf16" for the ensemble
+        pipelines = {"fp32": fast if fast.fast.precision == "fp32" else Pipeline(model, precision="fp32")}
+        pipelines[fast.fast.precision] = fast
+        paths = list(pipelines)
         arch = getattr(model, "arch", spec)
         for name, data in images.items():
             for cam in (False, True):
@@ -162,7 +164,7 @@ def main(argv=None) -> None:
                             notes = (f"model {fp32_stages['model'] / stages['model']:.1f}x, total "
                                      f"{fp32_total / total:.1f}x; ")
                         notes += verdict(arch, name, cam, stages, total)
-                    print(f"{label:28s} {path:>4s} {faces:5d} " + " ".join(f"{stages[s]:7.1f}" for s in STAGES)
+                    print(f"{label:28s} {path:>9s} {faces:5d} " + " ".join(f"{stages[s]:7.1f}" for s in STAGES)
                           + f" {total:8.1f} {cpu:7.1f}  {notes}".rstrip(), flush=True)
         speeds = cam_speed(model, {path: pipeline.fast for path, pipeline in pipelines.items()}, args.runs)
         print(f"{arch} readouts + 2 CAMs, 1 face: " + ", ".join(f"{k} {v:.1f} ms" for k, v in speeds.items()))

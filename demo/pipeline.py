@@ -94,8 +94,9 @@ class Pipeline:
         camera); "both" = "full" merged with "short".
         min_score: detector confidence threshold. max_side: images are downscaled to this for detection
         (faces are always cut from the original). max_faces: more are cut to the most confident, with a note.
-        precision: "auto" = bf16 where the CPU has bf16 matrix instructions, else fp32; "fp32"; "bf16"; None
-        reads $FACE_PRECISION (default auto). See model/fast.py.
+        precision: "auto" = int8 where the model ships int8 ranges and the CPU has int8 dot products, else bf16
+        where it has bf16 matrix instructions, else fp32; "int8"; "bf16"; "fp32"; None reads $FACE_PRECISION
+        (default auto). See model/fast.py.
         reuse: for an ensemble, its members' fast paths already built by other pipelines (shared, not copied).
         """
         if model is None or isinstance(model, str):

@@ -1,10 +1,17 @@
 """Inference at the precision and memory layout this CPU runs fastest, with fp32's answers.
 
 A model is run as two parts (`AgeGenderNet.split_at_cam_layer`): the trunk up to the Grad-CAM layer ("body",
-nearly all the work) and pool + heads ("tail"). `FastModel` runs the body in bfloat16 where the CPU has bf16
-matrix instructions (x86 flags avx512_bf16 or amx_bf16), fp32 elsewhere, always channels_last with
-conv+BatchNorm folded; the tail stays fp32, so the readouts and Grad-CAM's gradients are computed in fp32
-from the body's activations. tests/test_fast_inference.py checks bf16 against fp32 on 200 UTKFace test faces.
+nearly all the work) and pool + heads ("tail"). `FastModel` runs the body in int8 for a model that ships int8
+activation ranges (model/int8.py; the bundled VGG16 does) where the CPU has int8 dot products (avx512_vnni,
+avx_vnni or amx_int8), else in bfloat16 where it has bf16 matrix instructions (avx512_bf16 or amx_bf16), else
+fp32; bf16 and fp32 channels_last with conv+BatchNorm folded. The tail stays fp32, so the readouts and
+Grad-CAM's gradients are computed in fp32 from the body's activations. tests/test_fast_inference.py checks bf16
+and int8 against fp32 on 200 UTKFace test faces.
+
+int8 (2026-12-06, 2-core AMD EPYC Zen 4, avx512_vnni + avx512_bf16, two threads, VGG16's body at 160 px, a face
+and its mirror image / ten faces, medians of 10; `runs/int8_speed.py`): fp32 218 / 1744 ms, bf16 103 / 857,
+int8 42 / 409, i.e. 2.1-2.5x bf16. Against fp32 on 865 UTKFace validation faces: gender calls agree on 99.8%,
+ages move 0.19 y on average, the age MAE 5.853 -> 5.875 y (bf16: 100%, 0.04 y, 5.856).
 
 Measured with `python -m demo.bench` (medians, ms, model stage for one face, VGG16 128 px ~10 GFLOP / scratch
 80 px): on the 2-core Intel Xeon with AMX (amx_bf16) and avx512_bf16, two threads, fp32 30 / 2.1 against bf16
@@ -15,10 +22,11 @@ Tried and left out:
 - torch.autocast: it casts the weights again on every call; weights cast once ran 52 against 66 ms.
 - torch.compile: 44 s to compile VGG16 for a 10% gain: the app must serve within 10 s.
 - torch.jit.freeze: within the noise of eager bf16.
-- torch.ao int8 (FX, x86 backend, calibrated on 128 training faces): VGG16 2x faster again (Zen 4: 26 ms;
-  AMX Xeon, one thread on a busy machine: 4.5 ms against 13 in bf16) and within the parity bounds, but
-  scratch's ages moved 0.31 y on average (bound 0.3), and it needs activation ranges shipped with every model
-  and an API torch has deprecated. bf16 already meets the speed floors: not used.
+- int8 for the scratch CNN: its ages moved 0.31 y on average (bound 0.3; 2026-12-03), for a body of ~4 ms.
+  (int8 for VGG16 was left out then too, while bf16 met the speed floors on the AMX Xeon; at 160 px on a Zen 4
+  bf16 showed the webcam at 4.8 frames/s, so VGG16 now ships int8 ranges.)
+- int8 activations over the full 8 bits (reduce_range off; torch's x86 default keeps 7): on the 865 faces above,
+  ages moved 0.16 against 0.19 y but calls agreed on 99.65 against 99.77%: the default is kept.
 - ONNX Runtime / OpenVINO: not installed here; oneDNN already runs native bf16 kernels
   (brg_conv avx512_core_bf16; AMX tiles where the CPU has them), which leaves them little to win.
 - int8 on a CPU with AVX2 and no bf16 or VNNI units (issue 23), measured 2026-12-03 on a 2-core AMD EPYC Zen 1
@@ -45,20 +53,26 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from model.int8 import RANGES_FILE, quantize
 from model.nets import read_outputs
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "int8", "bf16", "fp32")
 PRECISION_ENV = "FACE_PRECISION"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # bf16 dot products (AVX-512) or bf16 tile matrix units (AMX)
+INT8_CPU_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # int8 dot products (VNNI) or int8 tiles (AMX)
 # oneDNN's own cap on the instructions it uses ($ONEDNN_MAX_CPU_ISA, e.g. AVX2 to measure an AMX machine as an
 # AVX2-only one): under a cap below a flag's ISA, bf16 is emulated even where the CPU has the units, so "auto"
 # must pick fp32 as it would on such a CPU (measured under AVX2 here: the bf16 VGG16 read 200 faces in 468 s).
-# The caps (oneDNN's dnnl_cpu_isa_t names) that still allow each flag; no cap, "ALL" or "DEFAULT" allow both.
+# The caps (oneDNN's dnnl_cpu_isa_t names) that still allow each flag; no cap, "ALL" or "DEFAULT" allow all.
+# (torch's int8 kernels are partly FBGEMM's, which ignores the cap: "auto" still reads it, so that a capped
+# machine measures as the CPU it stands for.)
 ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the second: oneDNN's older name
 AMX_CAPS = ("AVX10_1_512_AMX", "AVX512_CORE_AMX", "AVX10_1_512_AMX_FP16", "AVX512_CORE_AMX_FP16")
-CAPS_ALLOWING = {"avx512_bf16": ("AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", *AMX_CAPS),
-                 "amx_bf16": AMX_CAPS}
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+BF16_CAPS = ("AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16", *AMX_CAPS)
+CAPS_ALLOWING = {"avx512_bf16": BF16_CAPS, "amx_bf16": AMX_CAPS,
+                 "avx512_vnni": ("AVX512_CORE_VNNI", *BF16_CAPS), "avx_vnni": ("AVX2_VNNI", "AVX2_VNNI_2"),
+                 "amx_int8": AMX_CAPS}
+DTYPES = {"int8": torch.float32, "bf16": torch.bfloat16, "fp32": torch.float32}  # int8: the body's input
 
 
 def cpuinfo(field: str) -> str:
@@ -81,23 +95,41 @@ def isa_cap() -> str | None:
     return None if cap in ("", "ALL", "DEFAULT") else cap
 
 
-def bf16_features() -> list[str]:
-    """The bf16 matrix instructions this CPU has and oneDNN may use (empty: none, oneDNN is missing from this
-    torch, or $ONEDNN_MAX_CPU_ISA caps it below them)."""
+def allowed_features(flags: Iterable[str]) -> list[str]:
+    """Those of `flags` this CPU has and oneDNN may use (empty: none, oneDNN is missing from this torch, or
+    $ONEDNN_MAX_CPU_ISA caps it below them)."""
     if not torch.backends.mkldnn.is_available():
         return []
     cap = isa_cap()
-    return sorted(flag for flag in set(BF16_CPU_FLAGS) & cpu_flags() if cap is None or cap in CAPS_ALLOWING[flag])
+    return sorted(flag for flag in set(flags) & cpu_flags() if cap is None or cap in CAPS_ALLOWING[flag])
 
 
-def resolve_precision(precision: str | None = None) -> str:
-    """"bf16" or "fp32". None reads $FACE_PRECISION (default "auto"); "auto" is bf16 where the CPU has bf16
-    matrix instructions and fp32 where it has not (there bf16 would be emulated, slower than fp32)."""
+def bf16_features() -> list[str]:
+    """The bf16 matrix instructions this CPU has and oneDNN may use."""
+    return allowed_features(BF16_CPU_FLAGS)
+
+
+def int8_features() -> list[str]:
+    """The int8 dot-product instructions this CPU has (without them int8 is no faster than fp32: benchmarks.md)."""
+    return allowed_features(INT8_CPU_FLAGS)
+
+
+def resolve_precision(precision: str | None = None, model: nn.Module | None = None) -> str:
+    """"int8", "bf16" or "fp32" for `model`'s body. None reads $FACE_PRECISION (default "auto"); "auto" is int8
+    where the CPU has int8 dot products and the model ships int8 ranges (`int8_ranges`, model/int8.py), else
+    bf16 where the CPU has bf16 matrix instructions, else fp32 (there bf16 is emulated, slower than fp32).
+    "int8" asked for a model without ranges is an error (without a model, e.g. to print the path: "int8")."""
     requested = precision or os.environ.get(PRECISION_ENV) or "auto"
     if requested not in PRECISIONS:
         source = "precision" if precision else f"${PRECISION_ENV}"
         raise ValueError(f"{source} must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    has_ranges = model is not None and getattr(model, "int8_ranges", None) is not None
+    if requested == "int8" and model is not None and not has_ranges:
+        raise ValueError(f"precision int8: this {getattr(model, 'arch', 'model')} ships no int8 ranges "
+                         f"({RANGES_FILE} beside its weights; python -m train.quantize makes one)")
     if requested == "auto":
+        if has_ranges and int8_features():
+            return "int8"
         return "bf16" if bf16_features() else "fp32"
     return requested
 
@@ -108,11 +140,14 @@ class FastModel:
 
     def __init__(self, model: nn.Module, precision: str | None = None):
         self.model = model.eval()
-        self.precision = resolve_precision(precision)
+        self.precision = resolve_precision(precision, model)
         self.dtype = DTYPES[self.precision]
         body, self.tail = model.split_at_cam_layer()
-        # fuse: a copy of the body with each BatchNorm folded into its conv (scratch: 2.4 -> 2.1 ms in bf16).
-        self.body = fuse(body).to(self.dtype, memory_format=torch.channels_last)
+        if self.precision == "int8":  # int8 convolutions, float in and out (model/int8.py)
+            self.body = quantize(body, model.int8_ranges, model.image_size)
+        else:
+            # fuse: a copy of the body with each BatchNorm folded into its conv (scratch: 2.4 -> 2.1 ms in bf16).
+            self.body = fuse(body).to(self.dtype, memory_format=torch.channels_last)
 
     @property
     def image_size(self) -> int:
@@ -143,9 +178,13 @@ class FastEnsemble:
         """reuse: fast paths already built for some of the members (the app's other choices), taken instead of
         a second bf16 copy of the same network (VGG16's is ~30 MB) where model and precision match."""
         self.model = model.eval()
-        self.precision = resolve_precision(precision)
-        ready = {id(f.model): f for f in reuse if f.precision == self.precision}
-        self.members = [ready.get(id(m)) or FastModel(m, self.precision) for m in model.members]
+        ready = {(id(f.model), f.precision): f for f in reuse}
+        self.members = []
+        for member in model.members:
+            wanted = resolve_precision(precision, member)  # each network its own: int8 where it ships ranges
+            self.members.append(ready.get((id(member), wanted)) or FastModel(member, wanted))
+        # one name where the members agree, e.g. "bf16"; else each member's, e.g. "int8+bf16"
+        self.precision = "+".join(dict.fromkeys(m.precision for m in self.members))
 
     @property
     def image_size(self) -> int:

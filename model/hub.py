@@ -33,6 +33,7 @@ from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNo
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 from safetensors.torch import save_file
 
+from model.int8 import RANGES_FILE, Int8Error, load_ranges, save_ranges
 from model.nets import ARCHITECTURES, AgeGenderNet
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ ENSEMBLE = "ensemble"
 DEFAULT_REPOS = {"scratch": "face-age-gender/age-gender-scratch", "vgg16": "face-age-gender/age-gender-vgg16"}
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 MODEL_FILES = ("config.json", "model.safetensors")
+# Files a model may have beside those: the activation ranges its int8 body is built from (model/int8.py).
+OPTIONAL_FILES = (RANGES_FILE,)
 CHECKSUM_FILE = "sha256"  # `sha256sum` format: "<hex>  <file name>" per line, checkable with `sha256sum -c`
 
 ENV_MODEL = "FACE_MODEL"  # spec: local dir, repo id (optionally @revision) or architecture name
@@ -141,8 +144,7 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
             # One quick metadata call first: it tells "unreachable" from "no such repo/revision" without the
             # ~20 s of retries hf_hub_download spends on a dead connection before falling back to the cache.
             HfApi().model_info(repo_id, revision=revision, timeout=constants.HF_HUB_ETAG_TIMEOUT)
-            files = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir) for name in MODEL_FILES]
-            return _from_hub_files(repo_id, files, "hub")
+            return _from_hub_files(repo_id, _download(repo_id, revision, cache_dir), "hub")
         except RevisionNotFoundError:
             raise ModelLoadError(f"{repo_id} has no revision {revision!r} on the Hub") from None
         except GatedRepoError:
@@ -166,9 +168,7 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
             reason = "Hub unavailable"
 
     try:
-        files = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, local_files_only=True)
-                 for name in MODEL_FILES]
-        return _from_hub_files(repo_id, files, "hub-cache")
+        return _from_hub_files(repo_id, _download(repo_id, revision, cache_dir, local_files_only=True), "hub-cache")
     except LocalEntryNotFoundError:
         pass
     if not bundle.is_dir():
@@ -178,6 +178,18 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
     model = _load(bundle)
     model.source = ModelSource(model.arch, "bundled", str(bundle), note=f"{reason}, {at} not cached")
     return model
+
+
+def _download(repo_id: str, revision: str | None, cache_dir, **options) -> list[str]:
+    """The model files' paths in the Hub cache, fetched as needed; the optional ones too where the repo has them
+    (they land in the same snapshot folder, where `_load` looks for them)."""
+    files = [hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, **options) for name in MODEL_FILES]
+    for name in OPTIONAL_FILES:
+        try:
+            hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir, **options)
+        except (RemoteEntryNotFoundError, LocalEntryNotFoundError):
+            pass  # not published (or not cached): the model runs its float body
+    return files
 
 
 def _from_hub_files(repo_id: str, files: list[str], kind: str) -> AgeGenderNet:
@@ -222,22 +234,37 @@ def _load(folder: Path, assets: Path | None = None, load_member=None) -> AgeGend
         raise ModelLoadError(f"{weights_path} does not hold {arch} weights for this config ({first})") from None
     except Exception as e:  # safetensors raises its own (Rust) error type on corrupt or truncated files
         raise ModelLoadError(f"{weights_path} is corrupt or truncated ({e})") from None
+    if (folder / RANGES_FILE).is_file():
+        try:
+            model.int8_ranges, model.int8_about = load_ranges(folder / RANGES_FILE, arch)
+        except Int8Error as e:
+            raise ModelLoadError(str(e)) from None
     return model.eval()
 
 
 # --- bundled weights -------------------------------------------------------------------------------------------
 
 def write_bundle(model: AgeGenderNet, dest: str | Path, half: bool = False) -> Path:
-    """Write `model` as bundled weights: config.json + model.safetensors (+ float16 if `half`) + sha256."""
+    """Write `model` as bundled weights: config.json + model.safetensors (+ float16 if `half`), its int8 ranges
+    where it has them (else an earlier model's are removed: they belong to other weights), + sha256."""
     dest = Path(dest)
     model.save_pretrained(dest)
+    if getattr(model, "int8_ranges", None) is None:
+        (dest / RANGES_FILE).unlink(missing_ok=True)
+    else:
+        save_ranges(dest / RANGES_FILE, model.int8_ranges, model.arch, getattr(model, "int8_about", {}))
     (dest / "README.md").unlink(missing_ok=True)  # the mixin's generic card: the project README covers it
     if half and not hasattr(model, "members"):  # an ensemble's own file holds four calibration buffers
         state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
         save_file({k: v.contiguous() for k, v in state.items()}, dest / "model.safetensors")
-    lines = [f"{_sha256(dest / name)}  {name}\n" for name in MODEL_FILES]
-    (dest / CHECKSUM_FILE).write_text("".join(lines))
+    write_checksums(dest)
     return dest
+
+
+def write_checksums(folder: Path) -> None:
+    """The bundle's `sha256` list: its model files and the optional ones it has."""
+    names = [*MODEL_FILES, *(name for name in OPTIONAL_FILES if (folder / name).is_file())]
+    (folder / CHECKSUM_FILE).write_text("".join(f"{_sha256(folder / name)}  {name}\n" for name in names))
 
 
 def verify_bundle(folder: Path) -> None:
@@ -249,7 +276,7 @@ def verify_bundle(folder: Path) -> None:
         expected = dict(reversed(line.split(maxsplit=1)) for line in listing.read_text().splitlines() if line.strip())
     except ValueError:  # a line without both fields, or not text
         raise ModelLoadError(f"{listing} is not a sha256 list ('<hex>  <file name>' per line)") from None
-    for name in MODEL_FILES:
+    for name in MODEL_FILES + tuple(name for name in OPTIONAL_FILES if (folder / name).is_file() or name in expected):
         if name not in expected:
             raise ModelLoadError(f"{listing} does not list {name}")
         if not (folder / name).is_file() or _sha256(folder / name) != expected[name].lower():

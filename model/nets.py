@@ -74,6 +74,9 @@ class AgeGenderNet(nn.Module):
 
     arch: str
     image_size: int
+    # Activation ranges for an int8 body (model/int8.py), from int8.json beside the weights; None: it has none.
+    int8_ranges: dict[str, list[float]] | None = None
+    int8_about: dict = {}  # how they were made (int8.json's other fields), kept when the model is written again
 
     def _init_common(self, image_size: int, mirror_average: bool) -> None:
         self.image_size = image_size

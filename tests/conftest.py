@@ -65,3 +65,13 @@ def test_sample(shared_dir, tmp_path_factory):
     by_name = {Path(r.path).name: r for r in records}
     assert not unparsed and set(by_name) == wanted, "the shipped split names files the archive lacks"
     return [by_name[name] for name in names]
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """Pretend to run on a CPU with the given feature flags (`cpu("avx512_vnni", ...)`), with $FACE_PRECISION
+    and oneDNN's ISA cap unset: how model/fast.py chooses a precision (test_fast_inference.py, test_int8.py)."""
+    import model.fast as fast
+    for name in (fast.PRECISION_ENV, *fast.ISA_CAP_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    return lambda *flags: monkeypatch.setattr(fast, "cpu_flags", lambda: set(flags))

@@ -23,6 +23,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, constants
 
 from hub_server import HubServer
 from model.hub import ModelLoadError, load_model, write_bundle
+from model.int8 import RANGES_FILE, calibrate, load_ranges, save_ranges
 from model.hub import main as hub_cli
 from model.nets import ScratchNet
 from test_card import make_run
@@ -79,7 +80,7 @@ def test_push_then_pull_by_repo_id_and_pinned_revision(hub, tmp_path, caplog):
 
     latest = load_model(REPO)
     assert_same(predictions(latest), predictions(trained(second)))
-    assert not latest.training and latest.arch == "scratch"
+    assert not latest.training and latest.arch == "scratch" and latest.int8_ranges is None  # none published
     assert (latest.source.kind, latest.source.location, latest.source.revision) == ("hub", REPO, commit2.oid)
     assert str(latest.source) == f"model: scratch from Hub ({REPO}@{commit2.oid[:12]})"
 
@@ -106,6 +107,23 @@ def test_push_then_pull_by_repo_id_and_pinned_revision(hub, tmp_path, caplog):
     assert not [name for name, content in files.items() if TOKEN.encode() in content]
     # One log line per load saying where the model came from.
     assert f"model: scratch from Hub ({REPO}@{commit1.oid[:12]})" in caplog.messages
+
+
+def test_ranges_are_published_and_pulled_with_the_weights(hub, tmp_path):
+    """int8.json (model/int8.py) is optional: published where a run has one, downloaded where a repo has one."""
+    run = make_run(tmp_path)
+    net = ScratchNet.from_pretrained(run / "model").eval()
+    ranges = calibrate(net.split_at_cam_layer()[0], [faces()], net.image_size)
+    save_ranges(run / "model" / RANGES_FILE, ranges, "scratch", {"faces": 5})
+    push_run(run, REPO)
+    assert RANGES_FILE in hub.files(REPO)
+    pulled = load_model(REPO)
+    assert pulled.source.kind == "hub" and pulled.int8_ranges == ranges == load_ranges(run / "model" / RANGES_FILE,
+                                                                                       "scratch")[0]
+    assert pulled.int8_about == {"faces": 5}
+    (run / "model" / RANGES_FILE).unlink()
+    push_run(run, REPO)  # a new commit without it: the model runs its float body
+    assert RANGES_FILE not in hub.files(REPO) and load_model(REPO).int8_ranges is None
 
 
 def test_branch_revision_and_private_repo(hub, tmp_path, monkeypatch):
