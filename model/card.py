@@ -282,7 +282,8 @@ LIMITATIONS = """## Limitations and risks
 FILES = """## Files
 
 `config.json` + `model.safetensors` (weights, including the calibration fitted on validation: temperatures and the
-age warp), `split.csv` (the data split),
+age warp), `int8.json` where published (activation ranges the demo builds an int8 body from on CPUs with int8
+dot products, made by `python -m train.quantize`), `split.csv` (the data split),
 `train_config.json`, `history.csv`, `curves.png`, `data_report.json`, and `eval/` (metrics, report, plots)."""
 
 

@@ -26,19 +26,26 @@ PURGE_AFTER_S = 8  # the test app deletes uploads this soon (120 s in real use),
 
 
 def write_random_models(folder: Path) -> dict[str, Path]:
-    """Seeded random-weight models with the shipped models' configs (input size, mirrored reading), so the app
-    runs the shipped path at the shipped cost; the scratch one also gets an eval/metrics.json (of random
-    predictions, in train/evaluate.py's format) so the About tab's numbers are exercised."""
+    """Seeded random-weight models with the shipped models' configs (input size, mirrored reading) and, where a
+    shipped model has int8 ranges, ranges of their own (from random faces), so the app runs the shipped path at
+    the shipped cost; the scratch one also gets an eval/metrics.json (of random predictions, in
+    train/evaluate.py's format) so the About tab's numbers are exercised."""
     import numpy as np
     import torch
 
     from model.hub import ASSETS_DIR, write_bundle
+    from model.int8 import RANGES_FILE, calibrate
     from model.nets import build_model
     from train.metrics import all_metrics
 
     torch.manual_seed(0)
-    models = {name: write_bundle(build_model(**json.loads((ASSETS_DIR / name / "config.json").read_text())),
-                                 folder / name) for name in ("scratch", "vgg16")}
+    models = {}
+    for name in ("scratch", "vgg16"):
+        model = build_model(**json.loads((ASSETS_DIR / name / "config.json").read_text())).eval()
+        if (ASSETS_DIR / name / RANGES_FILE).is_file():
+            size = model.image_size
+            model.int8_ranges = calibrate(model.split_at_cam_layer()[0], [torch.randn(2, 3, size, size)], size)
+        models[name] = write_bundle(model, folder / name)
     rng = np.random.default_rng(0)
     n = 400
     metrics = all_metrics(rng.random(n), rng.integers(0, 2, n), rng.uniform(1, 90, n), rng.integers(1, 90, n),

@@ -17,8 +17,8 @@ the model on the crops as training reads them, and the demo's whole path end to 
 upload: detection on, and off). FairFace val is for evaluation only: nothing in training reads it.
 
 By default the crops are scored by the fp32 model (the reference) and the app path runs at the CPU's fastest
-precision. --precision fp32|bf16|auto scores the app's fast path (model/fast.py) at that precision for both,
-into RUN/eval-<precision>/: the check that bf16 inference leaves the figures where they were.
+precision. --precision fp32|bf16|int8|auto scores the app's fast path (model/fast.py) at that precision for both,
+into RUN/eval-<precision>/: the check that bf16 or int8 inference leaves the figures where they were.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from model.age import AGE_BINS
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, FaceFinder, clip_box, cut_faces, main_box_index
-from model.fast import fast_model
+from model.fast import PRECISIONS, fast_model
 from model.imageio import BadImageError, load_image
 from model.nets import AgeGenderNet, read_outputs, split_output
 from model.preprocess import batch_from_faces, normalize
@@ -138,7 +138,7 @@ def predict_images(model: AgeGenderNet, images: torch.Tensor, batch_size: int = 
                    keep_probs: bool = False) -> dict[str, np.ndarray]:
     """flip_average: average each face's output logits with its mirror image's (two forward passes); None:
     as the model reads faces in the app (its `mirror_average`).
-    precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "auto" = the app's
+    precision: None = the model itself in fp32 (the reference); "fp32" / "bf16" / "int8" / "auto" = the app's
     fast path (model/fast.py) at that precision. keep_probs: also return the age distributions."""
     if not len(images):
         return {}
@@ -428,7 +428,7 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=0,
                         help="FairFace: a seeded race-stratified subset of this many images (default all)")
     parser.add_argument("--threads", type=int, help="torch threads (1 is often faster on a busy 2-core machine)")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="score the app's fast path (model/fast.py) at this precision, crops and end to end, "
                              "into RUN/eval-<precision>/ (default: crops by the fp32 model, the app path at auto)")
     parser.add_argument("--crops", choices=["app", "files"], default="app",

@@ -12,6 +12,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.fast import PRECISIONS
 from model.hub import ModelLoadError, load_model
 from model.paths import PROJECT_ROOT, SHARED_DIR
 from train.evaluate import app_predictions
@@ -59,7 +60,7 @@ def read_portraits(model, precision: str | None = None) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.portraits", description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", required=True, help="a model spec or folder (repeatable)")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=None,
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="the fast path's precision (default: as the app, $FACE_PRECISION or auto)")
     args = parser.parse_args(argv)
     misread = []

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.fast import PRECISIONS
 from model.hub import ModelLoadError, load_model
 from train.aligned import alignment_matrices
 from train.data import read_split_csv
@@ -155,7 +156,7 @@ def main(argv=None) -> None:
     parser.add_argument("--flip-average", action="store_true", default=None,
                         help="average each face's outputs with its mirror image's even where the model does not "
                              "(default: as the model's config says, as the app does)")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+    parser.add_argument("--precision", choices=PRECISIONS,
                         help="read every model through the app's fast path at this precision (default: each "
                              "model itself in fp32, the reference)")
     args = parser.parse_args(argv)
