@@ -7,7 +7,7 @@ error) and returns the ranges it chose; they are saved next to the weights as `i
 with no faces at hand: each activation's observer is set to its shipped range, so it computes the same scale
 and zero point the histogram would have, and the weights are quantized per channel as calibration did.
 
-torch.ao's FX graph mode runs int8 convolutions eagerly (no compile step, ~1 s to build VGG16's body): the
+torch.ao's FX graph mode runs int8 convolutions eagerly (no compile step; VGG16's body is built in 0.3-0.6 s): the
 app must serve within 10 s, and torchao's PT2E path needs torch.compile (41 s for VGG16, docs/benchmarks.md).
 torch marks FX mode deprecated; with torch pinned it is what runs, and the parity tests fail if it changes.
 """
