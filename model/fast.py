@@ -8,9 +8,9 @@ fp32; bf16 and fp32 channels_last with conv+BatchNorm folded. The tail stays fp3
 Grad-CAM's gradients are computed in fp32 from the body's activations. tests/test_fast_inference.py checks bf16
 and int8 against fp32 on 200 UTKFace test faces.
 
-int8 (2026-12-06, 2-core AMD EPYC Zen 4, avx512_vnni + avx512_bf16, two threads, VGG16's body at 160 px, a face
-and its mirror image / ten faces, medians of 10; `runs/int8_speed.py`): fp32 218 / 1744 ms, bf16 103 / 857,
-int8 42 / 409, i.e. 2.1-2.5x bf16. Against fp32 on UTKFace's 3,460 validation faces (`python -m train.evaluate
+int8 (2026-12-06, 2-core AMD EPYC Zen 4, avx512_vnni + avx512_bf16, `python -m demo.bench --threads 2`, VGG16
+at 160 px, model stage for one face read with its mirror image / ten faces): fp32 170 / 1656 ms, bf16 81 / 817,
+int8 41 / 389, i.e. 2-2.1x bf16. Against fp32 on UTKFace's 3,460 validation faces (`python -m train.evaluate
 --model assets/models/vgg16 ... --split val --precision int8`, then `fp32`): gender calls agree on 99.6% (14
 flips), ages move 0.21 y on average, gender accuracy 93.15 -> 93.27%, age MAE 5.671 -> 5.685 y.
 
