@@ -46,6 +46,7 @@ Tried and left out:
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,8 +55,10 @@ import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from model.int8 import RANGES_FILE, quantize
+from model.int8 import RANGES_FILE, Int8Error, quantize
 from model.nets import read_outputs
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
 PRECISION_ENV = "FACE_PRECISION"
@@ -129,10 +132,13 @@ def resolve_precision(precision: str | None = None, model: nn.Module | None = No
         raise ValueError(f"precision int8: this {getattr(model, 'arch', 'model')} ships no int8 ranges "
                          f"({RANGES_FILE} beside its weights; python -m train.quantize makes one)")
     if requested == "auto":
-        if has_ranges and int8_features():
-            return "int8"
-        return "bf16" if bf16_features() else "fp32"
+        return "int8" if has_ranges and int8_features() else float_precision()
     return requested
+
+
+def float_precision() -> str:
+    """What "auto" runs a model without int8 ranges at: bf16 where the CPU has bf16 matrix instructions."""
+    return "bf16" if bf16_features() else "fp32"
 
 
 class FastModel:
@@ -142,11 +148,17 @@ class FastModel:
     def __init__(self, model: nn.Module, precision: str | None = None):
         self.model = model.eval()
         self.precision = resolve_precision(precision, model)
-        self.dtype = DTYPES[self.precision]
         body, self.tail = model.split_at_cam_layer()
         if self.precision == "int8":  # int8 convolutions, float in and out (model/int8.py)
-            self.body = quantize(body, model.int8_ranges, model.image_size)
-        else:
+            try:
+                self.body = quantize(body, model.int8_ranges, model.image_size)
+            except Int8Error as error:  # ranges this torch cannot match to the body: asked for, an error
+                if (precision or os.environ.get(PRECISION_ENV)) == "int8":
+                    raise
+                self.precision = float_precision()  # "auto": int8 only speeds up, so the app still starts
+                log.warning("%s; running the %s body in %s", error, getattr(model, "arch", "model"), self.precision)
+        self.dtype = DTYPES[self.precision]
+        if self.precision != "int8":
             # fuse: a copy of the body with each BatchNorm folded into its conv (scratch: 2.4 -> 2.1 ms in bf16).
             self.body = fuse(body).to(self.dtype, memory_format=torch.channels_last)
 

@@ -10,6 +10,8 @@ and zero point the histogram would have, and the weights are quantized per chann
 torch.ao's FX graph mode runs int8 convolutions eagerly (no compile step; VGG16's body is built in 0.3-0.6 s): the
 app must serve within 10 s, and torchao's PT2E path needs torch.compile (41 s for VGG16, docs/benchmarks.md).
 torch marks FX mode deprecated; with torch pinned it is what runs, and the parity tests fail if it changes.
+Ranges that do not fit the body (another torch naming the activations otherwise) raise Int8Error: with "auto"
+model/fast.py then runs the float body and logs why, so the app still starts.
 """
 from __future__ import annotations
 

@@ -88,10 +88,25 @@ def test_int8_body_answers_as_fp32_does_and_leaves_the_model_as_it_was(scratch):
     assert all(torch.equal(v, before[k]) for k, v in scratch.state_dict().items())
 
 
-def test_ranges_for_another_network_are_refused(scratch):
+def test_ranges_that_do_not_fit_the_body_are_an_error_asked_for_and_a_warning_in_auto(cpu, scratch, caplog,
+                                                                                    monkeypatch):
+    """E.g. ranges from another torch whose graph names its activations otherwise: int8 only speeds up, so
+    "auto" runs the float body and says why; "int8" asked for is refused."""
     other = with_ranges(ScratchNet(widths=[4, 8], image_size=32, hidden=8).eval())
     with pytest.raises(Int8Error, match="they were made for another model"):
         quantize(other.split_at_cam_layer()[0], scratch.int8_ranges, 32)
+    other.int8_ranges = scratch.int8_ranges
+    cpu("avx512_vnni", "avx512_bf16")
+    with pytest.raises(Int8Error, match="they were made for another model"):
+        FastModel(other, "int8")
+    fast = FastModel(other)
+    assert fast.precision == "bf16" and "they were made for another model; running the scratch body in bf16" \
+        in caplog.text
+    batch = faces(2, seed=5, size=32)
+    torch.testing.assert_close(fast.predict(batch)["age"], other.predict(batch)["age"], atol=0.5, rtol=0)
+    monkeypatch.setenv("FACE_PRECISION", "int8")
+    with pytest.raises(Int8Error):
+        FastModel(other)
 
 
 def test_an_ensemble_runs_int8_members_where_they_ship_ranges(cpu, scratch):
