@@ -123,7 +123,7 @@ def resolve_precision(precision: str | None = None, model: nn.Module | None = No
     where the CPU has int8 dot products and the model ships int8 ranges (`int8_ranges`, model/int8.py), else
     bf16 where the CPU has bf16 matrix instructions, else fp32 (there bf16 is emulated, slower than fp32).
     "int8" asked for a model without ranges is an error (without a model, e.g. to print the path: "int8")."""
-    requested = precision or os.environ.get(PRECISION_ENV) or "auto"
+    requested = requested_precision(precision)
     if requested not in PRECISIONS:
         source = "precision" if precision else f"${PRECISION_ENV}"
         raise ValueError(f"{source} must be one of {', '.join(PRECISIONS)}, not {requested!r}")
@@ -134,6 +134,11 @@ def resolve_precision(precision: str | None = None, model: nn.Module | None = No
     if requested == "auto":
         return "int8" if has_ranges and int8_features() else float_precision()
     return requested
+
+
+def requested_precision(precision: str | None) -> str:
+    """The precision asked for: the argument, else $FACE_PRECISION, else "auto" (not yet checked or resolved)."""
+    return precision or os.environ.get(PRECISION_ENV) or "auto"
 
 
 def float_precision() -> str:
@@ -153,7 +158,7 @@ class FastModel:
             try:
                 self.body = quantize(body, model.int8_ranges, model.image_size)
             except Int8Error as error:  # ranges this torch cannot match to the body: asked for, an error
-                if (precision or os.environ.get(PRECISION_ENV)) == "int8":
+                if requested_precision(precision) == "int8":
                     raise
                 self.precision = float_precision()  # "auto": int8 only speeds up, so the app still starts
                 log.warning("%s; running the %s body in %s", error, getattr(model, "arch", "model"), self.precision)
@@ -195,7 +200,8 @@ class FastEnsemble:
         self.members = []
         for member in model.members:
             wanted = resolve_precision(precision, member)  # each network its own: int8 where it ships ranges
-            self.members.append(ready.get((id(member), wanted)) or FastModel(member, wanted))
+            # built from the request, not `wanted`: under "auto" a member whose ranges do not fit falls back
+            self.members.append(ready.get((id(member), wanted)) or FastModel(member, precision))
         # one name where the members agree, e.g. "bf16"; else each member's, e.g. "int8+bf16"
         self.precision = "+".join(dict.fromkeys(m.precision for m in self.members))
 

@@ -120,6 +120,9 @@ def test_an_ensemble_runs_int8_members_where_they_ship_ranges(cpu, scratch):
     assert all(a is b for a, b in zip(reused.members, fast.members))
     with pytest.raises(ValueError, match="ships no int8 ranges"):
         fast_model(ensemble, "int8")  # every network int8: the second cannot be
+    misfit = ScratchNet(widths=[4, 8], image_size=scratch.image_size, hidden=8).eval()
+    misfit.int8_ranges = scratch.int8_ranges  # another network's ranges: "auto" runs it in bf16, as FastModel does
+    assert [m.precision for m in fast_model(Ensemble([scratch, misfit]).eval()).members] == ["int8", "bf16"]
 
 
 def test_a_ranges_file_travels_in_bundles_and_local_folders(scratch, tmp_path, monkeypatch):
@@ -178,7 +181,8 @@ def test_quantize_writes_ranges_a_bundle_vouches_for(test_sample, tmp_path, monk
     assert re.search(r"int8.json: \d+ activation ranges from 6 training faces\n", out)  # not read mirrored
     assert "int8 against fp32 on these faces: gender calls agree on" in out
     saved = json.loads((folder / RANGES_FILE).read_text())
-    assert saved["faces"] == 6 and not saved["mirrored"] and saved["arch"] == "scratch" and saved["command"].startswith("python -m train.quantize")
+    assert saved["faces"] == 6 and not saved["mirrored"] and saved["arch"] == "scratch"
+    assert saved["command"].startswith("python -m train.quantize")
     verify_bundle(folder)  # int8.json is listed in the bundle's sha256 file
     loaded = load_model(str(folder))
     assert loaded.int8_ranges == saved["ranges"] and "int8.json" in (folder / "sha256").read_text()

@@ -19,15 +19,14 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, CommitOperationDelet
 from huggingface_hub.errors import HfHubHTTPError
 
 from model.card import model_card
-from model.hub import ModelLoadError, load_model
-from model.int8 import RANGES_FILE
+from model.hub import OPTIONAL_FILES, ModelLoadError, load_model
 
 log = logging.getLogger(__name__)
 
 REQUIRED = {"model/config.json": "config.json", "model/model.safetensors": "model.safetensors",
             "split.csv": "split.csv"}  # run file -> path in the repo
 OPTIONAL = {name: name for name in ("train_config.json", "history.csv", "curves.png", "data_report.json")}
-OPTIONAL[f"model/{RANGES_FILE}"] = RANGES_FILE  # activation ranges for the int8 body (model/int8.py)
+OPTIONAL.update({f"model/{name}": name for name in OPTIONAL_FILES})  # int8 ranges (model/int8.py)
 EVAL_FILES = ("*.json", "*.md", "*.png", "*.csv")  # eval/ and eval/fairface/ files published as they are; never pickles
 
 
@@ -67,7 +66,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, revision:
     operations = [CommitOperationAdd("README.md", card)]
     operations += [CommitOperationAdd(repo_path, str(path)) for repo_path, path in sorted(files.items())]
     # int8 ranges belong to the weights they were measured on: a run without them removes an earlier model's
-    stale = [name for name in (RANGES_FILE,) if name not in files and api.file_exists(repo_id, name, revision=revision)]
+    stale = [name for name in OPTIONAL_FILES if name not in files and api.file_exists(repo_id, name, revision=revision)]
     operations += [CommitOperationDelete(name) for name in stale]
     commit = api.create_commit(
         repo_id, operations, revision=revision,
