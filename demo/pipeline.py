@@ -71,6 +71,7 @@ class Result:
     notes: list[str]                # things the user should know (no face, crop used as is, faces capped, ...)
     timings_ms: dict[str, float]
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded input, RGB uint8
+    precision: str = ""  # what the model ran at (model/fast.py): "int8", "bf16", "fp32"; an ensemble "int8+bf16"
 
     def cam_overlay(self, face_index: int, head: str) -> np.ndarray:
         """The full image with that face's CAM for `head` blended into the region its crop came from."""
@@ -156,11 +157,11 @@ class Pipeline:
                 det_score=None if d is None else d.score, age_probs=predicted["age_probs"][i].tolist(),
                 cams={head: maps[i] for head, maps in cams.items()}, crop=crop, matrix=matrix))
         if not draw:
-            return Result(faces, None, notes, timings, rgb)
+            return Result(faces, None, notes, timings, rgb, self.fast.precision)
         with _timed(timings, "render"):
             annotated = render.annotate(rgb, [f.box for f in faces], [f.label(interval=False) for f in faces],
                                         [render.color_for(f.p_female) for f in faces], [f.index + 1 for f in faces])
-        return Result(faces, annotated, notes, timings, rgb)
+        return Result(faces, annotated, notes, timings, rgb, self.fast.precision)
 
     def find_faces(self, rgb: np.ndarray, min_score: float, detector: str, notes: list[str]) -> list[Detection]:
         """Detections in reading order, at most max_faces (model.faces.FaceFinder.find)."""

@@ -132,8 +132,13 @@ def face_choices(faces) -> list[tuple[str, int]]:
 def summary(result, model_name: str) -> str:
     found = len(result.faces)
     head = f"**{found} face{'s' if found != 1 else ''}** · {CHOICES[model_name].label} · " \
-           f"{sum(result.timings_ms.values()):.0f} ms"
+           f"{sum(result.timings_ms.values()):.0f} ms{precision_note(result)}"
     return "  \n".join([head, *result.notes])
+
+
+def precision_note(result) -> str:
+    """" · model in int8": the arithmetic the model ran in on this CPU (model/fast.py), which sets its speed."""
+    return f" · model in {result.precision}" if result.precision else ""
 
 
 def face_at(result, x: float, y: float) -> int | None:
@@ -211,7 +216,8 @@ def on_frame(bank, frame, model_name, min_score, cam_on, head, stream):
     parts = " · ".join(f"{k} {v:.0f}" for k, v in result.timings_ms.items())
     found = len(faces)
     fps = f" · {rate:.1f} frames/s" if rate else ""
-    latency = f"**{total_ms:.0f} ms** per frame ({parts} ms){fps} · {found} face{'s' if found != 1 else ''}"
+    latency = f"**{total_ms:.0f} ms** per frame ({parts} ms){fps} · {found} face{'s' if found != 1 else ''}" \
+              f"{precision_note(result)}"
     return annotated, latency, stream
 
 
@@ -226,7 +232,8 @@ def api_result(bank, payload, model_name, min_score, detect, detector, *, cams=F
     result = run(bank, model_name, image, min_score=float(min_score), detect=bool(detect), detector=detector,
                  cam_heads=CAM_HEADS if cams else (), draw=draw)
     return result, {"model": model_name, "faces": [face.to_record() for face in result.faces],
-                    "notes": list(result.notes), "timings_ms": dict(result.timings_ms)}
+                    "notes": list(result.notes), "timings_ms": dict(result.timings_ms),
+                    "precision": result.precision}
 
 
 def explain_outputs(result, record: dict) -> tuple[list, dict]:

@@ -140,7 +140,7 @@ def process(bank, outputs: OutputFiles, payload, model_name: str, min_score: flo
         raise gr.Error(str(error), print_exception=False) from None
     record = {"model": model_name, "fps": round(result.info.fps, 3), "frames": result.decoded_frames,
               "duration_s": round(result.info.duration_s, 3), "people": [p.to_record() for p in result.people],
-              "notes": result.notes}
+              "notes": result.notes, "precision": result.precision}
     downloads = (write_table(record["people"], folder / f"{stem}.people")
                  + write_table([r.to_record() for r in result.rows], folder / f"{stem}.frames"))
     outputs.add(*downloads)
@@ -151,7 +151,7 @@ def summary(result) -> str:
     found = len(result.people)
     head = (f"**{found} {'person' if found == 1 else 'people'}** in {result.decoded_frames} frames "
             f"({result.info.duration_s:.1f} s, {result.info.width}x{result.info.height}) · "
-            f"{sum(result.timings_s.values()):.1f} s")
+            f"{sum(result.timings_s.values()):.1f} s" + (f" · model in {result.precision}" if result.precision else ""))
     return "  \n".join([head, *result.notes])
 
 

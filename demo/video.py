@@ -129,6 +129,7 @@ class VideoResult:
     notes: list[str]
     timings_s: dict[str, float]
     annotated: str | None = None  # path of the annotated clip, when one was asked for
+    precision: str = ""  # what the model ran at (demo.pipeline.Result.precision)
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -193,7 +194,8 @@ def analyze(pipeline, path, *, every: int = 1, output: str | None = None, progre
             progress(index + 1, max(total, index + 1), "finding faces")
         clock = time.perf_counter()
     numbered = renumber(people, rows)
-    result = VideoResult(info, numbered, rows, analysed, decoded, sorted(notes), timings)
+    result = VideoResult(info, numbered, rows, analysed, decoded, sorted(notes), timings,
+                         precision=pipeline.fast.precision)
     if output:
         write_annotated(path, output, result, every, progress, timings)
         result.annotated = str(output)

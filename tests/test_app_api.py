@@ -24,6 +24,7 @@ from demo import render
 from demo.pipeline import Face, Result
 from demo.ui import NOT_UPLOADED, api_result, face_at, on_frame, upload_source, uploaded_path
 from demo.ui_models import ModelBank
+from model.fast import float_precision, resolve_precision
 from model.hub import load_model
 
 pytest_plugins = ["appserver"]
@@ -62,12 +63,15 @@ def test_photo_with_several_faces(client):
         x, y, w, h = face["box"]
         assert w > 20 and h > 20 and -w / 2 < x < width and -h / 2 < y < height
     assert out["timings_ms"] and all(v >= 0 for v in out["timings_ms"].values())
+    assert out["precision"] == float_precision()  # the scratch CNN ships no int8 ranges: bf16 or fp32 by CPU
 
 
-def test_threshold_and_model_are_honoured(client):
+def test_threshold_and_model_are_honoured(client, app_models):
     strict = predict(client, EXAMPLES / "three_portraits.jpg", model="vgg16", min_score=0.95)
     loose = predict(client, EXAMPLES / "three_portraits.jpg", model="vgg16", min_score=0.3)
     assert strict["model"] == loose["model"] == "vgg16"
+    # the server's VGG16 has int8 ranges where the shipped one does: int8 on CPUs with int8 dot products
+    assert strict["precision"] == resolve_precision(None, load_model(str(app_models["vgg16"])))
     assert all(face["det_score"] >= 0.95 for face in strict["faces"])
     assert len(loose["faces"]) >= len(strict["faces"])
 
@@ -467,7 +471,8 @@ def test_webcam_problems_go_to_the_status_line_and_the_stream_goes_on(bank):
     shown, status, stream = on_frame(bank, frame, "scratch", 0.5, True, "gender", stream)
     assert stream is started and len(stream.arrivals) == 4  # the same session, every frame counted
     assert isinstance(shown, np.ndarray) and shown.shape == np.asarray(Image.open(frame)).shape
-    assert "ms** per frame" in status and status.endswith("· 1 face") and "⚠️" not in status
+    assert "ms** per frame" in status and status.endswith(f"· 1 face · model in {float_precision()}")
+    assert "⚠️" not in status
 
 
 def test_webcam_labels_are_averaged_over_frames(monkeypatch):

@@ -20,6 +20,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from demo.ui import NOT_UPLOADED
+from model.fast import float_precision
 
 pytest_plugins = ["appserver"]
 
@@ -184,6 +185,7 @@ def test_crowd_is_numbered_and_clicks_pick_a_face(page, shared_dir):
 def test_switch_model_and_cam_off(page):
     upload(page, EXAMPLES / "astronaut.jpg")
     expect(page.locator("#photo-status")).to_contain_text("Scratch CNN")
+    expect(page.locator("#photo-status")).to_contain_text(f"model in {float_precision()}")  # what sets its speed
     cam = page.locator("#cam-gender img")
     expect(cam).to_be_visible()
     scratch_cam = cam.get_attribute("src")

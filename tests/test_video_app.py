@@ -10,6 +10,7 @@ from gradio_client.exceptions import AppError
 
 from demo.ui import NOT_UPLOADED
 from demo.ui_video import analysis_step
+from model.fast import float_precision
 from videoclips import ENTERS, FRAMES, FPS, clip_frame_count, two_people_clip
 
 pytest_plugins = ["appserver"]
@@ -32,6 +33,7 @@ def call(client: Client, path, **options):
 def test_video_endpoint_returns_the_annotated_clip_and_each_person(client, clip, app_temp_dir, app_purge_after_s):
     annotated, out = call(client, clip, model="scratch")
     assert (out["model"], out["frames"], out["fps"]) == ("scratch", FRAMES, FPS)
+    assert out["precision"] == float_precision()  # the scratch CNN ships no int8 ranges: bf16 or fp32 by CPU
     step = analysis_step(FPS)  # frames analysed: every step-th (2 at this clip's 10 frames/s)
     assert step == 2 and ENTERS % step == 0
     assert [(p["track"], p["frames"], p["first_s"]) for p in out["people"]] == [
