@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,16 +22,26 @@ def shared_dir() -> Path:
     return SHARED
 
 
-@pytest.fixture(scope="module")
-def torch_one_thread():
-    """Run a module's torch work on one thread, then restore. On the shared 2-core machines two threads
-    contend with everything else and run ~10x slower (scratch forward: 11 ms on 1 thread, 109 ms on 2)."""
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads set to `count` inside the block, restored after."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Run a module's torch work on one thread, then restore. On the shared 2-core machines two threads
+    contend with everything else and run ~10x slower on small work (scratch forward: 11 ms on 1 thread, 109 ms
+    on 2). Large convolutions are the exception: see `torch_threads` in tests/test_fast_inference.py."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
