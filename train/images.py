@@ -17,7 +17,6 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from model.preprocess import to_uint8_tensor
-from train.aligned import aligned_face
 from train.checkpoint import replaced_atomically
 from train.data import FRAMING_CROP, Record, file_stamp
 
@@ -49,6 +48,7 @@ def read_face(path: str, image_size: int, crop: float | None = None,
     framed sets match."""
     try:
         if matrix is not None and np.isfinite(matrix).all():
+            from train.aligned import aligned_face  # OpenCV: not needed to train from a pack (train/pack.py)
             return to_uint8_tensor(aligned_face(path, matrix), image_size)
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)

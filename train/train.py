@@ -26,6 +26,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -42,8 +43,7 @@ from model.age import expected_age
 from model.hub import bundled_image_size
 from model.paths import SHARED_DIR
 from model.preprocess import normalize
-from train import calibrate, distributed, plots
-from train.aligned import alignment_matrices
+from train import calibrate, distributed
 from train.augment import BatchAugment, augmented_copy
 from train.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint, save_model_dir
 from train.data import (AGE_BANDS, RACES, age_band, cap_per_source, in_age_range, is_range_label, load_records,
@@ -51,6 +51,7 @@ from train.data import (AGE_BANDS, RACES, age_band, cap_per_source, in_age_range
 from train.features import frozen_features
 from train.images import load_images
 from train.losses import distill_loss, multitask_loss
+from train.pack import is_pack, read_pack
 from train.sampler import BalancedSampler, shuffled_order
 from train.teacher import Readings, teacher_readings
 
@@ -181,7 +182,10 @@ def decode_split(cfg: TrainConfig, listed: list, image_size: int) -> tuple[torch
     """A split's records -> (uint8 faces at image_size, the records that decoded, the app's alignment matrices or
     None): each face cut as --crops says, from the caches where the run (or a teacher) decoded them before."""
     cache_dir = Path(cfg.cache_dir)
-    matrices = alignment_matrices(listed, cache_dir) if cfg.crops == "app" else None
+    matrices = None
+    if cfg.crops == "app":
+        from train.aligned import alignment_matrices  # OpenCV and MediaPipe: not needed to train from a pack
+        matrices = alignment_matrices(listed, cache_dir)
     images, kept = load_images(listed, image_size, cache_dir, matrices=matrices)
     return images, kept, matrices
 
@@ -239,7 +243,10 @@ def split_counts(chosen: list, kept: list) -> dict:
 
 def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[str, SplitData]:
     """Records -> split (made or reused) -> decoded train/val images. Writes split.csv, data_report.json
-    (unless write_files is False: the other processes of a multi-process run)."""
+    (unless write_files is False: the other processes of a multi-process run). --data a pack (train/pack.py):
+    its faces as packed."""
+    if len(cfg.data) == 1 and is_pack(cfg.data[0]):
+        return packed_data(cfg, out, write_files)
     cache_dir = Path(cfg.cache_dir)
     records, report = load_records(cfg.data, cache_dir)
     root = data_root(records)
@@ -274,6 +281,25 @@ def prepare_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[
                                           for s, t in c["by_source"].items()) + ")"
         for split, c in report["counts"].items()))
     return sets
+
+
+def packed_data(cfg: TrainConfig, out: Path, write_files: bool = True) -> dict[str, SplitData]:
+    """The train/val faces of a pack, with the split.csv and data_report.json of the data it was cut from."""
+    folder = Path(cfg.data[0])
+    fixed = {"--split-csv": cfg.split_csv, "--limit": cfg.limit, "--max-per-source": cfg.max_per_source,
+             "--teacher": cfg.teacher}  # chosen when the pack was made (a teacher reads other sizes)
+    if any(fixed.values()):
+        raise SystemExit(f"{', '.join(k for k, v in fixed.items() if v)}: not with a pack ({folder})")
+    about, packed = read_pack(folder)
+    if (about["image_size"], about["crops"]) != (cfg.image_size, cfg.crops):
+        raise SystemExit(f"{folder} holds {about['crops']} crops at {about['image_size']} px; this run asks for "
+                         f"{cfg.crops} crops at {cfg.image_size} px")
+    if write_files:
+        shutil.copyfile(folder / "split.csv", out / "split.csv")
+        report = json.loads((folder / "data_report.json").read_text())
+        atomic_write_json(out / "data_report.json", report | {"pack": about | {"path": str(folder)}})
+    log.info("data: a pack (%s): %s", folder, ", ".join(f"{s} {len(r)}" for s, (_, r) in packed.items()))
+    return {split: split_data(images, records, records) for split, (images, records) in packed.items()}
 
 
 def uses_feature_cache(cfg: TrainConfig, model, device: torch.device) -> bool:
@@ -678,6 +704,11 @@ def write_history(out: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
+    try:  # matplotlib is not on every machine that trains (a lent GPU machine has torch and little else)
+        from train import plots
+    except ImportError:
+        log.debug("no matplotlib: history.csv without curves.png")
+        return
     plots.learning_curves(history, out / "curves.png")
 
 
