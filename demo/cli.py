@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         out.write("\n")
     if out is not sys.stdout:
         out.close()
-    print(f"{len(files) - failed} of {len(files)} files processed, {failed} failed", file=sys.stderr)
+    print(f"{len(files) - failed} of {len(files)} files processed, {failed} failed "
+          f"({getattr(model, 'arch', 'model')} in {pipeline.fast.precision})", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from demo import cli
+from model.fast import float_precision
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +47,7 @@ def test_folder_with_bad_files_json(folder, model_dir, capsys):
     assert "empty.png: The file is empty" in err
     assert "dogs.jpg: No face found" in err
     assert "3 of 5 files processed, 2 failed" in err and "Traceback" not in err
+    assert f"(scratch in {float_precision()})" in err  # what it ran in: the scratch CNN ships no int8 ranges
 
 
 def test_csv_and_output_file(folder, model_dir, tmp_path, capsys):
