@@ -149,9 +149,10 @@ def process(bank, outputs: OutputFiles, payload, model_name: str, min_score: flo
 
 def summary(result) -> str:
     found = len(result.people)
+    precision = f" · model in {result.precision}" if result.precision else ""  # as the Photo tab's summary
     head = (f"**{found} {'person' if found == 1 else 'people'}** in {result.decoded_frames} frames "
             f"({result.info.duration_s:.1f} s, {result.info.width}x{result.info.height}) · "
-            f"{sum(result.timings_s.values()):.1f} s" + (f" · model in {result.precision}" if result.precision else ""))
+            f"{sum(result.timings_s.values()):.1f} s{precision}")
     return "  \n".join([head, *result.notes])
 
 

@@ -58,7 +58,8 @@ def test_a_pack_holds_the_runs_faces_and_labels(tmp_path, sources, pack):
         error = (images.float() - direct[split].images.float()).abs().mean().item()
         assert 0 < error < 3, split  # re-encoded, not copied; a face no further than JPEG's error
     assert (pack / "split.csv").read_text() == (tmp_path / "run" / "split.csv").read_text()
-    assert json.loads((pack / "data_report.json").read_text()) == json.loads((tmp_path / "run" / "data_report.json").read_text())
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert json.loads((pack / "data_report.json").read_text()) == report
 
 
 def test_a_run_trains_on_a_pack_and_writes_the_sources_split(tmp_path, pack):
@@ -167,11 +168,12 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
     time.sleep(1)  # the process ends right after writing it
     assert "val loss" in step("status", cwd=there)
     step("fetch", cwd=there)
-    weights = sorted((out / "run" / "model").glob("model.safetensors.*"))
-    assert len(weights) == 4 and all(w.stat().st_size <= 15 * 2**20 for w in weights)  # VGG16 in fp32: 59 MB
+    pieces_back = sorted((out / "run" / "model").glob("model.safetensors.*"))
+    assert len(pieces_back) == 4 and all(p.stat().st_size <= 15 * 2**20 for p in pieces_back)  # VGG16 in fp32: 59 MB
     step("join", str(out), str(tmp_path / "back"), cwd=here)
     back = tmp_path / "back"
-    assert (back / "model" / "model.safetensors").read_bytes() == (work / "run" / "model" / "model.safetensors").read_bytes()
+    weights = "model/model.safetensors"
+    assert (back / weights).read_bytes() == (work / "run" / weights).read_bytes()
     assert (back / "split.csv").read_text() == (pack / "split.csv").read_text()
     faces = json.loads((pack / PACK_FILE).read_text())["faces"]
     assert json.loads((back / "data_report.json").read_text())["pack"]["faces"] == faces
