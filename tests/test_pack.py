@@ -186,3 +186,12 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
         f.seek(100)
         f.write(bytes([byte[0] ^ 1]))
     assert "a piece is missing or damaged" in step("start", *options, cwd=there, ok=False)
+
+
+def test_a_pack_names_its_size(tmp_path, sources, capsys):
+    """No default: the size a pack is cut at is the size the run trains at, and it travels for minutes."""
+    args = source_args(tmp_path, sources)
+    at = args.index("--image-size")
+    with pytest.raises(SystemExit):
+        pack_main(["--out", str(tmp_path / "pack"), *args[:at], *args[at + 2:]])
+    assert "--image-size" in capsys.readouterr().err and not (tmp_path / "pack").exists()

@@ -98,14 +98,15 @@ def main(argv=None) -> None:
     from train.train import parse_args, prepare_data
     parser = argparse.ArgumentParser(prog="python -m train.pack", description=__doc__.split("\n")[0],
                                      epilog="Every other option is python -m train's (--data, --split-csv, "
-                                            "--image-size, --crops, --limit, --max-per-source, --seed, --cache-dir).")
+                                            "--crops, --limit, --max-per-source, --seed, --cache-dir).")
     parser.add_argument("--out", required=True, help="the pack's folder")
+    parser.add_argument("--image-size", type=int, required=True, help="the size the run will train at (px)")
     parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG quality")
     args, rest = parser.parse_known_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: choose another --out or delete it")
-    cfg = parse_args(rest + ["--out", str(out / "run")])
+    cfg = parse_args(rest + ["--image-size", str(args.image_size), "--out", str(out / "run")])
     if is_pack(cfg.data[0]):
         raise SystemExit("--data is a pack already")
     run = out / "run"
