@@ -18,7 +18,7 @@ from model import align
 from model.cam import HEADS, explain
 from model.detect import Detection
 from model.faces import DEFAULT_DETECTOR, DEFAULT_MIN_SCORE, DETECTORS, FaceFinder, clip_box, cut_faces
-from model.fast import fast_model
+from model.fast import TRACING, fast_model
 from model.gender import gender_confidence, gender_name
 from model.preprocess import batch_from_faces
 
@@ -171,10 +171,11 @@ class Pipeline:
         if len(batch) == 0:
             timings["model"] = 0.0
             return {}, {}
-        if not cam_heads:
-            with _timed(timings, "model"):
-                return self.fast.predict(batch), {}
-        return explain(self.fast, batch, tuple(cam_heads), timings=timings)
+        with TRACING.shared():  # never while another model's fast path is being traced (model/fast.py)
+            if not cam_heads:
+                with _timed(timings, "model"):
+                    return self.fast.predict(batch), {}
+            return explain(self.fast, batch, tuple(cam_heads), timings=timings)
 
 
 @contextmanager

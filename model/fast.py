@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -146,6 +148,51 @@ def float_precision() -> str:
     return "bf16" if bf16_features() else "fp32"
 
 
+class SharedExclusiveLock:
+    """Many holders at once (`shared`) or one alone (`exclusive`); a waiting exclusive holder goes before new shared
+    ones, so a stream of requests cannot starve it. Not re-entrant."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0  # exclusive holders waiting
+
+    @contextmanager
+    def shared(self):
+        with self._changed:
+            self._changed.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._shared -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._changed:
+            self._waiting += 1
+            self._changed.wait_for(lambda: not self._exclusive and not self._shared)
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+
+# torch.fx traces a body to build its fast copy (`fuse`, and int8's prepare / convert), and while it traces it
+# patches torch.nn.Module.__call__ for the whole process: a network run on another thread meanwhile is taken for
+# part of the trace and fails ("NameError: module is not installed as a submodule"). The app builds its other
+# models' fast paths on a background thread while it serves (demo/ui_models.py), so building holds this
+# exclusively and running a model (demo.pipeline) holds it shared.
+TRACING = SharedExclusiveLock()
+
+
 class FastModel:
     """An AgeGenderNet for inference: body at `precision` in channels_last, tail in fp32 (shared with the model).
     The model itself is left as it was (fp32, its own layout): the body is a converted copy."""
@@ -154,18 +201,25 @@ class FastModel:
         self.model = model.eval()
         self.precision = resolve_precision(precision, model)
         body, self.tail = model.split_at_cam_layer()
-        if self.precision == "int8":  # int8 convolutions, float in and out (model/int8.py)
-            try:
-                self.body = quantize(body, model.int8_ranges, model.image_size)
-            except Int8Error as error:  # ranges this torch cannot match to the body: asked for, an error
-                if requested_precision(precision) == "int8":
-                    raise
-                self.precision = float_precision()  # "auto": int8 only speeds up, so the app still starts
-                log.warning("%s; running the %s body in %s", error, getattr(model, "arch", "model"), self.precision)
-        self.dtype = DTYPES[self.precision]
-        if self.precision != "int8":
-            # fuse: a copy of the body with each BatchNorm folded into its conv (scratch: 2.4 -> 2.1 ms in bf16).
-            self.body = fuse(body).to(self.dtype, memory_format=torch.channels_last)
+        with TRACING.exclusive():  # fuse and quantize trace the body
+            self.body = self._int8_body(body, precision) if self.precision == "int8" else None
+            self.dtype = DTYPES[self.precision]
+            if self.body is None:
+                # fuse: a copy of the body with each BatchNorm folded into its conv (scratch: 2.4 -> 2.1 ms in bf16).
+                self.body = fuse(body).to(self.dtype, memory_format=torch.channels_last)
+
+    def _int8_body(self, body: nn.Module, precision: str | None) -> nn.Module | None:
+        """int8 convolutions, float in and out (model/int8.py). None where the ranges do not fit this torch's body
+        and int8 was not asked for by name: then the float precision "auto" picks (int8 only speeds up, so the app
+        still starts)."""
+        try:
+            return quantize(body, self.model.int8_ranges, self.model.image_size)
+        except Int8Error as error:
+            if requested_precision(precision) == "int8":
+                raise
+            self.precision = float_precision()
+            log.warning("%s; running the %s body in %s", error, getattr(self.model, "arch", "model"), self.precision)
+            return None
 
     @property
     def image_size(self) -> int:
