@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+import pandas as pd
 from gradio.utils import get_upload_folder, is_allowed_file
 
 from demo import render, ui_video
@@ -38,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
 HEAD_LABELS = {"gender": "Gender head", "age": "Age head"}
 TABLE_HEADERS = ["face", "gender (confidence)", "age", "age range (80%)", "detector score"]
+INTERVAL_PART = "in the 80% interval"
+AGE_PLOT_LABEL = "Age distribution (orange: the 80% interval; the age shown is its mean)"
 DETECTOR_LABELS = {
     "auto": "Auto: whole photo + tiles for small faces",
     "full": "Full-range model only",
@@ -152,16 +156,22 @@ def face_at(result, x: float, y: float) -> int | None:
 # ---------------------------------------------------------------- photo tab
 
 def analyze(bank, image, model_name, min_score, cam_on, detect, detector):
-    """image -> (decoded pixels, annotated, table, result, face picker, gender CAM, age CAM, summary)."""
+    """image -> (decoded pixels, annotated, table, result, face picker, gender CAM, age CAM, age distribution,
+    summary)."""
     if image is None:
-        return None, None, [], None, gr.update(choices=[], value=None), None, None, ""
+        return None, None, [], None, gr.update(choices=[], value=None), None, None, None, ""
     # Both heads' maps come from one forward pass.
     result = run(bank, model_name, image, min_score=min_score, detect=detect, detector=detector,
                  cam_heads=CAM_HEADS if cam_on else ())
     first = result.faces[0].index if result.faces else None
     picker = gr.update(choices=face_choices(result.faces), value=first, interactive=bool(result.faces))
     return (result.image, result.annotated, table_rows(result.faces), result, picker,
-            *cam_images(result, first), summary(result, model_name))
+            *face_views(result, first), summary(result, model_name))
+
+
+def face_views(result, face_index) -> tuple:
+    """What the Photo tab shows of the chosen face: its gender and age Grad-CAM, its age distribution."""
+    return (*cam_images(result, face_index), age_distribution(result, face_index))
 
 
 def cam_images(result, face_index) -> tuple:
@@ -170,6 +180,18 @@ def cam_images(result, face_index) -> tuple:
         return None, None
     face = result.faces[int(face_index)]
     return tuple(face.cam_image(head) if head in face.cams else None for head in CAM_HEADS)
+
+
+def age_distribution(result, face_index) -> pd.DataFrame | None:
+    """The chosen face's P(age) for each year 0-100, each year marked in or outside its 80% interval (the
+    shown age is this distribution's mean; the interval its 10th-90th percentile, model/age.py)."""
+    if result is None or face_index is None or not result.faces:
+        return None
+    face = result.faces[int(face_index)]
+    ages = np.arange(len(face.age_probs))
+    inside = (ages >= round(face.age_low)) & (ages <= round(face.age_high))
+    return pd.DataFrame({"age": ages, "probability": np.round(face.age_probs, 5),
+                         "years": np.where(inside, INTERVAL_PART, "outside")})
 
 
 # ---------------------------------------------------------------- webcam tab
@@ -231,7 +253,8 @@ def api_result(bank, payload, model_name, min_score, detect, detector, *, cams=F
         raise gr.Error(f"detector must be one of {', '.join(DETECTORS)}", print_exception=False)
     result = run(bank, model_name, image, min_score=float(min_score), detect=bool(detect), detector=detector,
                  cam_heads=CAM_HEADS if cams else (), draw=draw)
-    return result, {"model": model_name, "faces": [face.to_record() for face in result.faces],
+    faces = [face.to_record() | {"age_probs": [round(p, 5) for p in face.age_probs]} for face in result.faces]
+    return result, {"model": model_name, "faces": faces,
                     "notes": list(result.notes), "timings_ms": dict(result.timings_ms),
                     "precision": result.precision}
 
@@ -294,6 +317,11 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
                                               elem_id="cam-gender")
                         cam_age = gr.Image(label="What drove the age estimate", height=240, interactive=False,
                                            format="jpeg", buttons=["download", "fullscreen"], elem_id="cam-age")
+                    # the whole distribution, not only its mean and interval: a face can read "20 or 40"
+                    age_plot = gr.BarPlot(x="age", y="probability", color="years", x_title="age (years)",
+                                          y_title="probability", x_lim=[0, 100], height=240,
+                                          color_map={INTERVAL_PART: "#ea580c", "outside": "#94a3b8"},
+                                          colors_in_legend=[], label=AGE_PLOT_LABEL, elem_id="age-distribution")
                     faces_files = gr.File(label="The faces table (CSV, JSON)", file_count="multiple",
                                           interactive=False, elem_id="faces-downloads")
 
@@ -329,7 +357,7 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
             api_cams = gr.Gallery(label="cams", format="jpeg")
             predict_button, annotate_button, explain_button = gr.Button(), gr.Button(), gr.Button()
 
-        photo_outputs = [pixels, annotated, table, result, face, cam_gender, cam_age, status]
+        photo_outputs = [pixels, annotated, table, result, face, cam_gender, cam_age, age_plot, status]
         options = [model, min_score, cam_on, detect, detector]
         private = dict(api_visibility="private")
 
@@ -357,7 +385,7 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         for control in (model, min_score, cam_on, detect, detector):
             control.change(on_options, [pixels, *options], photo_outputs, **private) \
                 .then(tables, result, faces_files, **private)
-        face.change(cam_images, [result, face], [cam_gender, cam_age], **private)
+        face.change(face_views, [result, face], [cam_gender, cam_age, age_plot], **private)
 
         def pick_row(evt: gr.SelectData):
             return evt.index[0] if evt.index else gr.skip()
@@ -388,7 +416,8 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         api = dict(preprocess=False, concurrency_limit=2)
         predict_button.click(predict, api_inputs, api_faces, api_name="predict", **api,
                              api_description="Faces in an image: box, P(female), gender, age with its 80% "
-                                             "interval, detector score.")
+                                             "interval and its distribution (P(age) for 0-100 y), detector "
+                                             "score.")
         annotate_button.click(annotate, api_inputs, [api_annotated, api_faces], api_name="annotate", **api,
                               api_description="Like /predict, plus the annotated image.")
         explain_button.click(explain, api_inputs, [api_cams, api_faces], api_name="explain", **api,

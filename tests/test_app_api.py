@@ -22,7 +22,8 @@ from PIL import Image
 
 from demo import render
 from demo.pipeline import Face, Result
-from demo.ui import NOT_UPLOADED, api_result, face_at, on_frame, upload_source, uploaded_path
+from demo.ui import INTERVAL_PART, NOT_UPLOADED, analyze, api_result, face_at, face_views, on_frame, upload_source, \
+    uploaded_path
 from demo.ui_models import ModelBank
 from model.fast import float_precision, resolve_precision
 from model.hub import load_model
@@ -62,6 +63,8 @@ def test_photo_with_several_faces(client):
         assert 0.5 <= face["det_score"] <= 1.0  # the default threshold filters weaker detections
         x, y, w, h = face["box"]
         assert w > 20 and h > 20 and -w / 2 < x < width and -h / 2 < y < height
+        probs = np.array(face["age_probs"])  # the whole distribution: P(age) for 0-100 y, its mean the age
+        assert len(probs) == 101 and abs(probs.sum() - 1) < 1e-3 and abs(probs @ np.arange(101) - face["age"]) < 0.1
     assert out["timings_ms"] and all(v >= 0 for v in out["timings_ms"].values())
     assert out["precision"] == float_precision()  # the scratch CNN ships no int8 ranges: bf16 or fp32 by CPU
 
@@ -495,3 +498,22 @@ def test_webcam_labels_are_averaged_over_frames(monkeypatch):
     # 0.35 * 0.1 + 0.65 * 0.9 = 0.62 and 0.35 * 50 + 0.65 * 30 = 37 (interval likewise); boxes are the frame's own
     assert drawn[1] == ([(52, 50, 80, 80), (200, 60, 60, 60)], ["F 62% · 37 y (32-42)", "M 80% · 60 y (55-65)"])
     assert status.endswith("· 2 faces")
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_the_photo_tab_draws_each_faces_age_distribution(bank):
+    """Beside the age and its interval, the chosen face's whole P(age): 101 years summing to 1, its mean the age
+    shown, the years of the 80% interval marked, holding at least 80% of it; another face, another distribution."""
+    outputs = analyze(bank, str(EXAMPLES / "three_portraits.jpg"), "scratch", 0.5, False, True, "auto")
+    result, plot = outputs[3], outputs[7]
+    assert len(result.faces) == 3
+    plots = [plot] + [face_views(result, i)[2] for i in (1, 2)]
+    for face, plot in zip(result.faces, plots):
+        assert list(plot["age"]) == list(range(101))
+        assert abs(plot["probability"].sum() - 1) < 1e-3
+        assert abs((plot["age"] * plot["probability"]).sum() - face.age) < 0.05
+        inside = plot["years"] == INTERVAL_PART
+        assert list(plot["age"][inside]) == list(range(round(face.age_low), round(face.age_high) + 1))
+        assert plot["probability"][inside].sum() >= 0.8 - 1e-3
+    assert not plots[0]["probability"].equals(plots[1]["probability"])
+    assert analyze(bank, None, "scratch", 0.5, False, True, "auto")[7] is None  # nothing to draw

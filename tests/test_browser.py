@@ -130,9 +130,15 @@ def test_photo_upload_shows_annotated_image_and_table(page):
     expect(gender_cam).to_be_visible()
     expect(age_cam).to_be_visible()  # both heads side by side
     first_face_cam = gender_cam.get_attribute("src")
-    page.locator("#face-picker input").click()  # pick another face: its own CAM is shown
+    plot = page.locator("#age-distribution svg")  # the face's age distribution, drawn by Gradio's BarPlot
+    expect(plot).to_be_visible()
+    expect(page.locator("#age-distribution")).to_contain_text("orange: the 80% interval")  # its label says how
+    first_face_plot = plot.inner_html()
+    page.locator("#face-picker input").click()  # pick another face: its own CAM and age distribution are shown
     page.get_by_role("option", name=re.compile(r"^#2 ")).click()
     expect(gender_cam).not_to_have_attribute("src", first_face_cam)
+    page.wait_for_function("before => document.querySelector('#age-distribution svg').innerHTML !== before",
+                           arg=first_face_plot)
     expect(page.locator("#photo-input img")).to_be_visible()
     screenshot(page, "photo")
 
@@ -298,10 +304,12 @@ def test_screenshot_of_the_photo_tab_on_an_example(browser, bundled_app_url, tmp
         expect(page.locator("#photo-status")).to_contain_text("3 faces")
         expect(page.locator("#photo-output img")).to_be_visible()
         expect(page.locator("#cam-age img")).to_be_visible()
+        expect(page.locator("#age-distribution svg")).to_be_visible()
         wait_for_images(page)
-        # From the tab bar down to the Grad-CAM maps: the annotated photo, the table and the maps.
+        # From the tab bar down to the age distribution: the annotated photo, the table, the maps, the ages.
         page.evaluate("window.scrollTo(0, 0)")  # boxes are measured in the window; the clip is in the page
-        boxes = [page.locator(part).first.bounding_box() for part in (".tabs", "#faces-table", "#cam-age")]
+        boxes = [page.locator(part).first.bounding_box()
+                 for part in (".tabs", "#faces-table", "#cam-age", "#age-distribution")]
         top, bottom = boxes[0]["y"] - 12, max(box["y"] + box["height"] for box in boxes[1:]) + 12
         clip = {"x": CLIP_MARGIN_X, "y": top, "width": README_VIEWPORT["width"] - 2 * CLIP_MARGIN_X,
                 "height": bottom - top}
