@@ -176,6 +176,7 @@ def test_crowd_is_numbered_and_clicks_pick_a_face(page, shared_dir):
     # A face on the annotated image: map the face's box centre (API numbers) into the displayed image.
     image = page.locator("#photo-output img")
     natural = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    image.scroll_into_view_if_needed()  # the table click may have scrolled it out of the window
     shown = image.bounding_box()
     scale = min(shown["width"] / natural[0], shown["height"] / natural[1])
     left = shown["x"] + (shown["width"] - natural[0] * scale) / 2
