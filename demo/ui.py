@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 from gradio.utils import get_upload_folder, is_allowed_file
 
-from demo import render, ui_video
+from demo import render, ui_age, ui_video
+from demo.ui_age import age_table
 from model.imageio import BadImageError
 from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
@@ -40,8 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
 HEAD_LABELS = {"gender": "Gender head", "age": "Age head"}
 TABLE_HEADERS = ["face", "gender (confidence)", "age", "age range (80%)", "detector score"]
-INTERVAL_PART = "in the 80% interval"
-AGE_PLOT_LABEL = "Age distribution (orange: the 80% interval; the age shown is its mean)"
 DETECTOR_LABELS = {
     "auto": "Auto: whole photo + tiles for small faces",
     "full": "Full-range model only",
@@ -183,15 +181,11 @@ def cam_images(result, face_index) -> tuple:
 
 
 def age_distribution(result, face_index) -> pd.DataFrame | None:
-    """The chosen face's P(age) for each year 0-100, each year marked in or outside its 80% interval (the
-    shown age is this distribution's mean; the interval its 10th-90th percentile, model/age.py)."""
+    """The chosen face's age distribution, as demo.ui_age draws it."""
     if result is None or face_index is None or not result.faces:
         return None
     face = result.faces[int(face_index)]
-    ages = np.arange(len(face.age_probs))
-    inside = (ages >= round(face.age_low)) & (ages <= round(face.age_high))
-    return pd.DataFrame({"age": ages, "probability": np.round(face.age_probs, 5),
-                         "years": np.where(inside, INTERVAL_PART, "outside")})
+    return age_table(face.age_probs, face.age_low, face.age_high)
 
 
 # ---------------------------------------------------------------- webcam tab
@@ -317,11 +311,7 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
                                               elem_id="cam-gender")
                         cam_age = gr.Image(label="What drove the age estimate", height=240, interactive=False,
                                            format="jpeg", buttons=["download", "fullscreen"], elem_id="cam-age")
-                    # the whole distribution, not only its mean and interval: a face can read "20 or 40"
-                    age_plot = gr.BarPlot(x="age", y="probability", color="years", x_title="age (years)",
-                                          y_title="probability", x_lim=[0, 100], height=240,
-                                          color_map={INTERVAL_PART: "#ea580c", "outside": "#94a3b8"},
-                                          colors_in_legend=[], label=AGE_PLOT_LABEL, elem_id="age-distribution")
+                    age_plot = ui_age.age_plot("age-distribution")  # the whole distribution, not only its mean
                     faces_files = gr.File(label="The faces table (CSV, JSON)", file_count="multiple",
                                           interactive=False, elem_id="faces-downloads")
 

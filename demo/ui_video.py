@@ -19,7 +19,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo import video, videoio
+from demo import ui_age, video, videoio
+from demo.ui_age import age_table
 from demo.ui_models import ModelLoadError
 from model.cam import HEADS as CAM_HEADS
 
@@ -156,11 +157,23 @@ def summary(result) -> str:
     return "  \n".join([head, *result.notes])
 
 
+def person_views(bank, model_name, result, track) -> tuple:
+    """What the Video tab shows of the chosen person: Grad-CAM of both heads on their sharpest face, and the
+    age distribution of their answer (averaged over the frames they were seen in)."""
+    person = find_person(result, track)
+    age = None if person is None else age_table(person.age_probs, *person.age_interval)
+    return (*person_cams(bank, model_name, result, track), age)
+
+
+def find_person(result, track):
+    if result is None or track is None:
+        return None
+    return next((p for p in result.people if p.track == int(track)), None)
+
+
 def person_cams(bank, model_name, result, track) -> tuple:
     """Grad-CAM of both heads on the chosen person's sharpest aligned face."""
-    if result is None or track is None:
-        return None, None
-    person = next((p for p in result.people if p.track == int(track)), None)
+    person = find_person(result, track)
     if person is None or person.crop is None:
         return None, None
     try:
@@ -195,9 +208,10 @@ def build_tab(bank, outputs: OutputFiles, model, min_score) -> None:
         person = gr.Dropdown(label="Grad-CAM for person (sharpest frame)", choices=[], elem_id="person-picker")
         cam_gender = gr.Image(label="What drove the gender call", height=200, interactive=False, format="jpeg")
         cam_age = gr.Image(label="What drove the age estimate", height=200, interactive=False, format="jpeg")
+    age_plot = ui_age.age_plot("person-age-distribution")
 
     def on_video(payload, model_name, score, progress=gr.Progress()):
-        empty = (None, None, [], [], None, gr.update(choices=[], value=None), None, None, "")
+        empty = (None, None, [], [], None, gr.update(choices=[], value=None), None, None, None, "")
         if payload is None:
             return empty
         try:
@@ -209,13 +223,13 @@ def build_tab(bank, outputs: OutputFiles, model, min_score) -> None:
         first = choices[0][1] if choices else None
         gallery = [(p.thumb, f"#{p.track} · {p.label()}") for p in result.people]
         return (result, out, people_rows(result), gallery, files, gr.update(choices=choices, value=first),
-                *person_cams(bank, model_name, result, first), summary(result))
+                *person_views(bank, model_name, result, first), summary(result))
 
     clip.change(on_video, [clip, model, min_score],
-                [state, annotated, table, thumbs, downloads, person, cam_gender, cam_age, status],
+                [state, annotated, table, thumbs, downloads, person, cam_gender, cam_age, age_plot, status],
                 preprocess=False, concurrency_limit=CONCURRENCY, concurrency_id="video", api_visibility="private")
-    person.change(lambda m, r, t: person_cams(bank, m, r, t), [model, state, person], [cam_gender, cam_age],
-                  api_visibility="private")
+    person.change(lambda m, r, t: person_views(bank, m, r, t), [model, state, person],
+                  [cam_gender, cam_age, age_plot], api_visibility="private")
 
 
 def build_api(bank, outputs: OutputFiles, model_choices: list[str], default_model: str) -> None:

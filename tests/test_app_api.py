@@ -22,8 +22,8 @@ from PIL import Image
 
 from demo import render
 from demo.pipeline import Face, Result
-from demo.ui import INTERVAL_PART, NOT_UPLOADED, analyze, api_result, face_at, face_views, on_frame, upload_source, \
-    uploaded_path
+from demo.ui import NOT_UPLOADED, analyze, api_result, face_at, face_views, on_frame, upload_source, uploaded_path
+from demo.ui_age import INTERVAL_PART
 from demo.ui_models import ModelBank
 from model.fast import float_precision, resolve_precision
 from model.hub import load_model

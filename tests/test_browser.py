@@ -130,14 +130,14 @@ def test_photo_upload_shows_annotated_image_and_table(page):
     expect(gender_cam).to_be_visible()
     expect(age_cam).to_be_visible()  # both heads side by side
     first_face_cam = gender_cam.get_attribute("src")
-    plot = page.locator("#age-distribution svg")  # the face's age distribution, drawn by Gradio's BarPlot
+    plot = page.locator("#age-distribution svg.marks")  # the face's age distribution, drawn by Gradio's BarPlot
     expect(plot).to_be_visible()
     expect(page.locator("#age-distribution")).to_contain_text("orange: the 80% interval")  # its label says how
     first_face_plot = plot.inner_html()
     page.locator("#face-picker input").click()  # pick another face: its own CAM and age distribution are shown
     page.get_by_role("option", name=re.compile(r"^#2 ")).click()
     expect(gender_cam).not_to_have_attribute("src", first_face_cam)
-    page.wait_for_function("before => document.querySelector('#age-distribution svg').innerHTML !== before",
+    page.wait_for_function("before => document.querySelector('#age-distribution svg.marks').innerHTML !== before",
                            arg=first_face_plot)
     expect(page.locator("#photo-input img")).to_be_visible()
     screenshot(page, "photo")
@@ -305,7 +305,7 @@ def test_screenshot_of_the_photo_tab_on_an_example(browser, bundled_app_url, tmp
         expect(page.locator("#photo-status")).to_contain_text("3 faces")
         expect(page.locator("#photo-output img")).to_be_visible()
         expect(page.locator("#cam-age img")).to_be_visible()
-        expect(page.locator("#age-distribution svg")).to_be_visible()
+        expect(page.locator("#age-distribution svg.marks")).to_be_visible()
         wait_for_images(page)
         # From the tab bar down to the age distribution: the annotated photo, the table, the maps, the ages.
         page.evaluate("window.scrollTo(0, 0)")  # boxes are measured in the window; the clip is in the page

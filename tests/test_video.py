@@ -195,3 +195,18 @@ def test_cli_folder_with_photos_and_videos_csv_per_frame(clip, model_dir, tmp_pa
     assert len(photo) == 2  # --max-faces: the two most confident of three
     assert len(frames) == 50 and {r["track"] for r in frames} == {"1", "2"}
     assert frames[0]["frame"] == "0" and frames[0]["face"] == "" and photo[0]["frame"] == ""
+
+
+def test_each_persons_age_distribution_is_the_one_their_answer_comes_from(analysed):
+    """What the Video tab draws for a person (demo.ui_age.age_table): the distribution averaged over their
+    frames, its mean their age, the years of their 80% interval marked and holding at least 80% of it."""
+    from demo.ui_age import INTERVAL_PART, age_table
+    result, _ = analysed
+    for person in result.people:
+        table = age_table(person.age_probs, *person.age_interval)
+        assert abs(table["probability"].sum() - 1) < 1e-3
+        assert abs((table["age"] * table["probability"]).sum() - person.age) < 0.05
+        low, high = person.age_interval
+        inside = table["years"] == INTERVAL_PART
+        assert list(table["age"][inside]) == list(range(round(low), round(high) + 1))
+        assert table["probability"][inside].sum() >= 0.8 - 1e-3

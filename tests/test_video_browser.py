@@ -39,6 +39,8 @@ def test_video_tab_plays_the_annotated_clip_and_shows_the_people(page, tmp_path)
     expect(table).to_contain_text("#2")
     expect(table).to_contain_text(re.compile(r"[FM] \d+%"))
     expect(page.locator("#video-status")).to_contain_text("2 people")
+    expect(page.locator("#video-status")).to_contain_text("model in")  # the arithmetic it ran in
+    expect(page.locator("#person-age-distribution svg.marks")).to_be_visible()  # the first person's age distribution
     for name in ("street.people.csv", "street.people.json", "street.frames.csv", "street.frames.json"):
         expect(page.locator("#video-downloads").get_by_role("cell", name=name)).to_be_visible()
     player = page.locator("#video-output video")
