@@ -157,8 +157,7 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
         (there / "gpu").rmdir()
     assert "smoke:" in step("smoke", cwd=there)
 
-    options = ["--epochs", "1", "--batch-size", "32", "--tuned-blocks", "5", "--head-epochs", "0", "--vgg-weights",
-               "random"]
+    options = ["--epochs", "1", "--batch-size", "32", "--tuned-blocks", "5", "--head-epochs", "0"]  # no ImageNet there
     started = step("start", *options, cwd=there)
     assert "started: pid" in started
     deadline = time.monotonic() + 240

@@ -57,7 +57,10 @@ start)  # there: every piece present and unchanged, then the run in the backgrou
     rm -rf "$WORK/pack" && mkdir -p "$WORK/pack"
     cat "$WORK"/pieces/pack.tar.* | tar -C "$WORK/pack" -xf -
     pack=$(dirname "$(ls "$WORK"/pack/*/pack.json)")
-    setsid nohup $PYTHON -m train --model vgg16 --data "$pack" $(as_packed "$pack") --device "$DEVICE" --out "$RUN" "$@" \
+    # ImageNet's VGG16 weights live in ../shared, which does not travel: random unless asked (the recipe's --init-from
+    # replaces them anyway); the options given after it win
+    setsid nohup $PYTHON -m train --model vgg16 --data "$pack" $(as_packed "$pack") --device "$DEVICE" --out "$RUN" \
+        --vgg-weights random "$@" \
         > "$WORK/train.log" 2>&1 < /dev/null &
     echo "started: pid $!, log $WORK/train.log"
     ;;
