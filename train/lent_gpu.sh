@@ -37,7 +37,9 @@ split)  # here: PACK -> gpu/pack.tar.NN and gpu/SHA256SUMS; SMOKE_PACK -> gpu/sm
 keep)   # there: move what this call carried out of the checkout
     mkdir -p "$WORK/pieces"
     shopt -s nullglob
-    for f in gpu/pack.tar.* gpu/SHA256SUMS; do mv -f "$f" "$WORK/pieces/"; done
+    for f in gpu/pack.tar.* gpu/SHA256SUMS; do
+        if [ -e "$f" ]; then mv -f "$f" "$WORK/pieces/"; fi  # a call may carry a piece without the sums
+    done
     if [ -d gpu/smoke ]; then rm -rf "$WORK/smoke" && mv gpu/smoke "$WORK/smoke"; fi
     ls -l "$WORK/pieces"
     ;;
