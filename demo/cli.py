@@ -2,7 +2,7 @@
 
     python -m demo.cli IMAGE_VIDEO_OR_DIR... [--model scratch|vgg16|ensemble|<hub id or dir>] [--format json|csv]
                        [--no-detect] [--detector auto|full|short|both] [--cam OUT_DIR] [--output FILE]
-                       [--min-score 0.5] [--threads N] [--max-faces N] [--per-frame] [--every N]
+                       [--min-score 0.5] [--threads N] [--max-faces N] [--per-frame] [--every N] [--age-probs]
 
 Rows go to stdout (or --output); problems and notes go to stderr. A file that cannot be read is reported
 and skipped, the others go on. Exit code: 0 all files processed, 1 some file failed, 2 bad arguments/model.
@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from demo import video
+from model.age import AGE_BINS
 from model.gender import gender_name
 from model.imageio import BadImageError
 from demo.pipeline import DETECTORS, Pipeline
@@ -48,34 +49,46 @@ def collect(inputs: list[str]) -> tuple[list[Path], bool]:
     return files, any_folder
 
 
-def rows_for(path: Path, result) -> list[dict]:
+def rows_for(path: Path, result, age_probs: bool = False) -> list[dict]:
     rows = []
     for face in result.faces:
         record = face.to_record()
         x, y, w, h = record.pop("box")
-        rows.append({"file": str(path), "face": record.pop("index"), "x": x, "y": y, "w": w, "h": h, **record})
+        rows.append({"file": str(path), "face": record.pop("index"), "x": x, "y": y, "w": w, "h": h, **record,
+                     **({"age_probs": [round(p, 5) for p in face.age_probs]} if age_probs else {})})
     return rows
+
+
+def age_prob_columns(row: dict) -> dict:
+    """A row's "age_probs" list as CSV columns age_p0 ... age_p100 (JSON keeps the list)."""
+    probs = row.pop("age_probs", None)
+    return row if probs is None else row | {f"age_p{age}": round(float(p), 5) for age, p in enumerate(probs)}
 
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES
 
 
-def columns_for(files: list[Path], per_frame: bool) -> list[str]:
+def columns_for(files: list[Path], per_frame: bool, age_probs: bool = False) -> list[str]:
     """CSV header: the photo columns alone when there is no video (as before videos were read), else the
-    union of the columns of the kinds of rows the files give, in order."""
+    union of the columns of the kinds of rows the files give, in order; with age_probs, age_p0 ... age_p100 last."""
     kinds = [COLUMNS] if any(not is_video(f) for f in files) else []
     if any(is_video(f) for f in files):
         kinds.append(FRAME_COLUMNS if per_frame else PERSON_COLUMNS)
+    if age_probs:
+        kinds.append([f"age_p{age}" for age in range(AGE_BINS)])
     return list(dict.fromkeys(c for kind in kinds for c in kind))
 
 
-def video_rows(path: Path, result, per_frame: bool) -> list[dict]:
-    """One row per person (or per face per analysed frame) with the file first."""
+def video_rows(path: Path, result, per_frame: bool, age_probs: bool = False) -> list[dict]:
+    """One row per person (or per face per analysed frame) with the file first. age_probs: each person's age
+    distribution (a frame's face carries none: its person's is the one its answer comes from)."""
     if per_frame:
         return [{"file": str(path), **row.to_record(),
                  "gender": gender_name(row.p_female)} for row in result.rows]
-    return [{"file": str(path), **person.to_record()} for person in result.people]
+    return [{"file": str(path), **person.to_record(),
+             **({"age_probs": [round(float(p), 5) for p in person.age_probs]} if age_probs else {})}
+            for person in result.people]
 
 
 def run_video(pipeline, path: Path, args) -> tuple[object, list[dict]]:
@@ -92,7 +105,7 @@ def run_video(pipeline, path: Path, args) -> tuple[object, list[dict]]:
         result = video.analyze(pipeline, path, every=args.every, output=output, progress=progress,
                                detector=args.detector or video.VIDEO_DETECTOR,
                                max_bytes=float("inf"), max_seconds=float("inf"))
-    return result, video_rows(path, result, args.per_frame)
+    return result, video_rows(path, result, args.per_frame, args.age_probs)
 
 
 def save_cams(out_dir: Path, path: Path, result, heads: tuple[str, ...]) -> None:
@@ -123,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "instead of one per person")
     parser.add_argument("--every", type=int, default=1, help="videos: find faces on every N-th frame only "
                                                              "(faster; the tracker carries the boxes between)")
+    parser.add_argument("--age-probs", action="store_true",
+                        help="each face's (and video person's) age distribution, P(age) for 0-100 y: a list "
+                             "age_probs in JSON, columns age_p0 ... age_p100 in CSV")
     args = parser.parse_args(argv)
     if args.max_faces is not None and args.max_faces < 1 or args.every < 1:
         parser.error("--max-faces and --every must be at least 1")
@@ -151,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # e.g. a folder that does not exist: a message, not a traceback
         print(f"error: cannot write {args.output}: {e.strerror}", file=sys.stderr)
         return 2
-    writer = csv.DictWriter(out, fieldnames=columns_for(files, args.per_frame), restval="") \
+    writer = csv.DictWriter(out, fieldnames=columns_for(files, args.per_frame, args.age_probs), restval="") \
         if args.format == "csv" else None
     if writer:
         writer.writeheader()
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 result, rows = run_video(pipeline, path, args)
             else:
                 result = pipeline(path, detect=not args.no_detect, cam_heads=heads)
-                rows = rows_for(path, result)
+                rows = rows_for(path, result, args.age_probs)
         except (BadImageError, BadVideoError) as e:
             failed += 1
             tqdm.write(f"error: {path}: {e}", file=sys.stderr)
@@ -175,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in result.notes:
             tqdm.write(f"note: {path}: {note}", file=sys.stderr)
         if writer:
-            writer.writerows(rows)
+            writer.writerows(age_prob_columns(row) for row in rows)
             out.flush()
         else:
             all_rows += rows

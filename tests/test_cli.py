@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from demo import cli
@@ -57,6 +58,24 @@ def test_csv_and_output_file(folder, model_dir, tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO(out_file.read_text())))
     assert len(rows) == 3 and list(rows[0]) == cli.COLUMNS
     assert float(rows[0]["det_score"]) >= 0.5 and int(rows[0]["w"]) > 50
+
+
+def test_age_distributions_in_json_and_csv(folder, model_dir, tmp_path, capsys):
+    """--age-probs: each face's P(age) for 0-100 y, a list in JSON and columns age_p0 ... age_p100 in CSV; the
+    same numbers both ways, summing to 1, their mean the age given."""
+    photo = str(folder / "group.jpg")
+    assert cli.main([photo, "--model", str(model_dir), "--age-probs"]) == 0
+    faces = json.loads(capsys.readouterr().out)
+    assert cli.main([photo, "--model", str(model_dir), "--age-probs", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(faces) == len(rows) == 3
+    assert list(rows[0]) == cli.COLUMNS + [f"age_p{age}" for age in range(101)]
+    for face, row in zip(faces, rows):
+        probs = np.array(face["age_probs"])
+        assert len(probs) == 101 and abs(probs.sum() - 1) < 1e-3 and abs(probs @ np.arange(101) - face["age"]) < 0.1
+        assert np.allclose([float(row[f"age_p{age}"]) for age in range(101)], probs)
+    assert cli.main([photo, "--model", str(model_dir)]) == 0
+    assert "age_probs" not in json.loads(capsys.readouterr().out)[0]  # only when asked: 101 numbers a face
 
 
 def test_no_detect_and_cam_images(folder, model_dir, tmp_path, capsys):

@@ -182,6 +182,10 @@ def test_cli_prints_one_record_per_person(clip, model_dir, capsys):
     assert [(p["file"], p["track"], p["frames"]) for p in people] == [(str(clip), 1, 30), (str(clip), 2, 20)]
     assert set(people[0]) >= {"file", "track", "frames", "first_s", "last_s", "p_female", "age", "age_low",
                               "age_high"}
+    assert cli.main([str(clip), "--model", str(model_dir), "--age-probs"]) == 0  # each person's distribution
+    for person in json.loads(capsys.readouterr().out):
+        probs = np.array(person["age_probs"])
+        assert len(probs) == 101 and abs(probs @ np.arange(101) - person["age"]) < 0.1
 
 
 def test_cli_folder_with_photos_and_videos_csv_per_frame(clip, model_dir, tmp_path, capsys):
