@@ -25,7 +25,7 @@ from demo import video
 from model.age import AGE_BINS
 from model.gender import gender_name
 from model.imageio import BadImageError
-from demo.pipeline import DETECTORS, Pipeline
+from demo.pipeline import DETECTORS, Pipeline, csv_row
 from demo.videoio import VIDEO_SUFFIXES, BadVideoError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -52,17 +52,10 @@ def collect(inputs: list[str]) -> tuple[list[Path], bool]:
 def rows_for(path: Path, result, age_probs: bool = False) -> list[dict]:
     rows = []
     for face in result.faces:
-        record = face.to_record()
+        record = face.to_record(age_probs)
         x, y, w, h = record.pop("box")
-        rows.append({"file": str(path), "face": record.pop("index"), "x": x, "y": y, "w": w, "h": h, **record,
-                     **({"age_probs": [round(p, 5) for p in face.age_probs]} if age_probs else {})})
+        rows.append({"file": str(path), "face": record.pop("index"), "x": x, "y": y, "w": w, "h": h, **record})
     return rows
-
-
-def age_prob_columns(row: dict) -> dict:
-    """A row's "age_probs" list as CSV columns age_p0 ... age_p100 (JSON keeps the list)."""
-    probs = row.pop("age_probs", None)
-    return row if probs is None else row | {f"age_p{age}": round(float(p), 5) for age, p in enumerate(probs)}
 
 
 def is_video(path: Path) -> bool:
@@ -86,9 +79,7 @@ def video_rows(path: Path, result, per_frame: bool, age_probs: bool = False) -> 
     if per_frame:
         return [{"file": str(path), **row.to_record(),
                  "gender": gender_name(row.p_female)} for row in result.rows]
-    return [{"file": str(path), **person.to_record(),
-             **({"age_probs": [round(float(p), 5) for p in person.age_probs]} if age_probs else {})}
-            for person in result.people]
+    return [{"file": str(path), **person.to_record(age_probs)} for person in result.people]
 
 
 def run_video(pipeline, path: Path, args) -> tuple[object, list[dict]]:
@@ -191,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in result.notes:
             tqdm.write(f"note: {path}: {note}", file=sys.stderr)
         if writer:
-            writer.writerows(age_prob_columns(row) for row in rows)
+            writer.writerows(csv_row(row) for row in rows)
             out.flush()
         else:
             all_rows += rows

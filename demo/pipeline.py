@@ -52,16 +52,30 @@ class Face:
         age = f"{self.age:.0f} y ({self.age_low:.0f}-{self.age_high:.0f})" if interval else f"{self.age:.0f} y"
         return f"{self.gender_confidence} · {age}"
 
-    def to_record(self) -> dict:
+    def to_record(self, age_probs: bool = False) -> dict:
+        """The face as plain data; age_probs: with its age distribution (101 values, `age_probs_record`)."""
         return {
             "index": self.index, "box": list(self.box), "p_female": round(self.p_female, 4), "gender": self.gender,
             "age": round(self.age, 1), "age_low": self.age_low, "age_high": self.age_high,
             "det_score": None if self.det_score is None else round(self.det_score, 4),
-        }
+        } | (age_probs_record(self.age_probs) if age_probs else {})
 
     def cam_image(self, head: str) -> np.ndarray:
         """The aligned face with that head's Grad-CAM blended in (RGB uint8, 200x200)."""
         return render.face_overlay(self.crop, self.cams[head])
+
+
+def age_probs_record(probs) -> dict:
+    """{"age_probs": P(age) for 0, 1, ..., 100 years}, rounded for JSON and CSV."""
+    return {"age_probs": [round(float(p), 5) for p in probs]}
+
+
+def csv_row(record: dict) -> dict:
+    """A record for CSV, which has no lists: its "age_probs" as columns age_p0 ... age_p100."""
+    probs = record.get("age_probs")
+    if probs is None:
+        return record
+    return {k: v for k, v in record.items() if k != "age_probs"} | {f"age_p{age}": p for age, p in enumerate(probs)}
 
 
 @dataclass

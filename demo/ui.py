@@ -247,8 +247,7 @@ def api_result(bank, payload, model_name, min_score, detect, detector, *, cams=F
         raise gr.Error(f"detector must be one of {', '.join(DETECTORS)}", print_exception=False)
     result = run(bank, model_name, image, min_score=float(min_score), detect=bool(detect), detector=detector,
                  cam_heads=CAM_HEADS if cams else (), draw=draw)
-    faces = [face.to_record() | {"age_probs": [round(p, 5) for p in face.age_probs]} for face in result.faces]
-    return result, {"model": model_name, "faces": faces,
+    return result, {"model": model_name, "faces": [face.to_record(age_probs=True) for face in result.faces],
                     "notes": list(result.notes), "timings_ms": dict(result.timings_ms),
                     "precision": result.precision}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo import ui_age, video, videoio
+from demo.pipeline import csv_row
 from demo.ui_age import age_table
 from demo.ui_models import ModelLoadError
 from model.cam import HEADS as CAM_HEADS
@@ -77,12 +78,13 @@ def people_rows(result) -> list[list]:
 
 
 def write_table(records: list[dict], path_stem: Path) -> list[Path]:
-    """records -> <stem>.csv and <stem>.json (the same rows)."""
+    """records -> <stem>.csv and <stem>.json (the same rows; an age distribution as columns in the CSV)."""
     csv_path, json_path = (path_stem.parent / f"{path_stem.name}{suffix}" for suffix in (".csv", ".json"))
+    rows = [csv_row(record) for record in records]
     with open(csv_path, "w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else ["none"])
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["none"])
         writer.writeheader()
-        writer.writerows(records)
+        writer.writerows(rows)
     json_path.write_text(json.dumps(records, indent=1))
     return [csv_path, json_path]
 
@@ -92,7 +94,7 @@ def faces_downloads(outputs: OutputFiles, result) -> list[str] | None:
     if result is None:
         return None
     folder = outputs.folder()
-    files = write_table([face.to_record() for face in result.faces], folder / "faces")
+    files = write_table([face.to_record(age_probs=True) for face in result.faces], folder / "faces")
     outputs.add(*files)
     return [str(f) for f in files]
 
@@ -140,7 +142,8 @@ def process(bank, outputs: OutputFiles, payload, model_name: str, min_score: flo
         shutil.rmtree(folder, ignore_errors=True)
         raise gr.Error(str(error), print_exception=False) from None
     record = {"model": model_name, "fps": round(result.info.fps, 3), "frames": result.decoded_frames,
-              "duration_s": round(result.info.duration_s, 3), "people": [p.to_record() for p in result.people],
+              "duration_s": round(result.info.duration_s, 3),
+              "people": [p.to_record(age_probs=True) for p in result.people],
               "notes": result.notes, "precision": result.precision}
     downloads = (write_table(record["people"], folder / f"{stem}.people")
                  + write_table([r.to_record() for r in result.rows], folder / f"{stem}.frames"))
@@ -250,5 +253,5 @@ def build_api(bank, outputs: OutputFiles, model_choices: list[str], default_mode
                  preprocess=False, concurrency_limit=CONCURRENCY, concurrency_id="video",
                  api_description="Every person tracked through a video: the annotated clip (VP9 webm) and one "
                                  "record per person (track, frames, first_s, last_s, p_female, gender, age, "
-                                 "age_low, age_high).")
+                                 "age_low, age_high, age_probs).")
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from demo import render, videoio
+from demo.pipeline import age_probs_record
 from model.imageio import BadImageError
 from demo.tracker import SMOOTHED, FaceTracker
 from model.age import AGE_BINS, age_interval, mean_age
@@ -111,12 +112,13 @@ class Person:
     def label(self) -> str:
         return f"{self.gender_confidence} · {self.age:.0f} y"
 
-    def to_record(self) -> dict:
+    def to_record(self, age_probs: bool = False) -> dict:
+        """The person as plain data; age_probs: with the age distribution their answer comes from."""
         low, high = self.age_interval
         return {"track": self.track, "frames": self.frames, "first_s": round(self.first_s, 3),
                 "last_s": round(self.last_s, 3), "p_female": round(self.p_female, 4),
                 "gender": gender_name(self.p_female), "age": round(self.age, 1),
-                "age_low": low, "age_high": high}
+                "age_low": low, "age_high": high} | (age_probs_record(self.age_probs) if age_probs else {})
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 import gradio as gr
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -40,6 +41,8 @@ def test_video_endpoint_returns_the_annotated_clip_and_each_person(client, clip,
         (1, len(range(0, FRAMES, step)), 0.0), (2, len(range(ENTERS, FRAMES, step)), ENTERS / FPS)]
     for p in out["people"]:
         assert set(p) >= {"track", "frames", "first_s", "last_s", "p_female", "gender", "age", "age_low", "age_high"}
+        probs = np.array(p["age_probs"])  # the distribution the person's answer comes from
+        assert len(probs) == 101 and abs(probs.sum() - 1) < 1e-3 and abs(probs @ np.arange(101) - p["age"]) < 0.1
     path = annotated["video"] if isinstance(annotated, dict) else annotated
     assert path.endswith(".webm") and clip_frame_count(path) == FRAMES
     # what the request wrote (annotated clip, CSV/JSON tables) goes with Gradio's purge
@@ -82,3 +85,17 @@ def test_handler_checks_the_path_itself(tmp_path):
         with pytest.raises(gr.Error) as error:
             video_path(payload)
         assert error.value.message == NOT_UPLOADED
+
+
+def test_tables_carry_the_age_distribution_as_a_list_in_json_and_as_columns_in_csv(tmp_path):
+    import csv
+    import json
+
+    from demo.ui_video import write_table
+    probs = np.full(101, 1 / 101).round(5).tolist()
+    records = [{"track": 1, "age": 50.0, "age_probs": probs}, {"track": 2, "age": 50.0, "age_probs": probs}]
+    csv_path, json_path = write_table(records, tmp_path / "people")
+    assert json.loads(json_path.read_text()) == records
+    rows = list(csv.DictReader(csv_path.open()))
+    assert list(rows[0]) == ["track", "age"] + [f"age_p{age}" for age in range(101)]
+    assert [float(rows[1][f"age_p{age}"]) for age in range(101)] == probs
