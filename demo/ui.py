@@ -27,6 +27,7 @@ import pandas as pd
 from gradio.utils import get_upload_folder, is_allowed_file
 
 from demo import render, ui_age, ui_video
+from demo.ui_video import precision_note
 from demo.ui_age import age_table
 from model.imageio import BadImageError
 from demo.pipeline import DETECTORS
@@ -138,11 +139,6 @@ def summary(result, model_name: str) -> str:
     return "  \n".join([head, *result.notes])
 
 
-def precision_note(result) -> str:
-    """" · model in int8": the arithmetic the model ran in on this CPU (model/fast.py), which sets its speed."""
-    return f" · model in {result.precision}" if result.precision else ""
-
-
 def face_at(result, x: float, y: float) -> int | None:
     """The face whose box contains image pixel (x, y); the smallest one if boxes overlap."""
     if result is None:
@@ -172,20 +168,25 @@ def face_views(result, face_index) -> tuple:
     return (*cam_images(result, face_index), age_distribution(result, face_index))
 
 
+def chosen_face(result, face_index):
+    """The face the picker names; None before any photo, or where it has no face."""
+    if result is None or face_index is None or not result.faces:
+        return None
+    return result.faces[int(face_index)]
+
+
 def cam_images(result, face_index) -> tuple:
     """The chosen face, aligned as the model saw it, with each head's Grad-CAM blended in: (gender, age)."""
-    if result is None or face_index is None or not result.faces:
+    face = chosen_face(result, face_index)
+    if face is None:
         return None, None
-    face = result.faces[int(face_index)]
     return tuple(face.cam_image(head) if head in face.cams else None for head in CAM_HEADS)
 
 
 def age_distribution(result, face_index) -> pd.DataFrame | None:
     """The chosen face's age distribution, as demo.ui_age draws it."""
-    if result is None or face_index is None or not result.faces:
-        return None
-    face = result.faces[int(face_index)]
-    return age_table(face.age_probs, face.age_low, face.age_high)
+    face = chosen_face(result, face_index)
+    return None if face is None else age_table(face.age_probs, face.age_low, face.age_high)
 
 
 # ---------------------------------------------------------------- webcam tab

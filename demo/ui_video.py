@@ -151,12 +151,17 @@ def process(bank, outputs: OutputFiles, payload, model_name: str, min_score: flo
     return result, str(annotated), record, [str(p) for p in downloads]
 
 
+def precision_note(result) -> str:
+    """" · model in int8": the arithmetic the model ran in on this CPU (model/fast.py), which sets its speed. For
+    every tab's status line (demo.ui imports it from here)."""
+    return f" · model in {result.precision}" if result.precision else ""
+
+
 def summary(result) -> str:
     found = len(result.people)
-    precision = f" · model in {result.precision}" if result.precision else ""  # as the Photo tab's summary
     head = (f"**{found} {'person' if found == 1 else 'people'}** in {result.decoded_frames} frames "
             f"({result.info.duration_s:.1f} s, {result.info.width}x{result.info.height}) · "
-            f"{sum(result.timings_s.values()):.1f} s{precision}")
+            f"{sum(result.timings_s.values()):.1f} s{precision_note(result)}")
     return "  \n".join([head, *result.notes])
 
 
