@@ -27,11 +27,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx2  # huggingface_hub 2.4's HTTP client: its connection errors mean "Hub unreachable"
 from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled,
                                     RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
 from safetensors.torch import save_file
+
+try:  # the HTTP client huggingface_hub talks through: its connection errors mean "Hub unreachable"
+    from httpx2 import TransportError  # huggingface_hub 2.x, pinned here
+except ImportError:  # huggingface_hub 1.x, e.g. a lent GPU machine's, which trains with --init-from a model folder
+    from httpx import TransportError
 
 from model.int8 import RANGES_FILE, Int8Error, load_ranges, save_ranges
 from model.nets import ARCHITECTURES, AgeGenderNet
@@ -159,7 +163,7 @@ def _from_hub_or_bundle(repo_id: str, revision: str | None, cache_dir, bundle: P
         except RemoteEntryNotFoundError:
             raise ModelLoadError(f"{at} is not a model repo of this project: it needs "
                                  f"{' and '.join(MODEL_FILES)} (safetensors weights only)") from None
-        except (httpx2.TransportError, OfflineModeIsEnabled, LocalEntryNotFoundError):
+        except (TransportError, OfflineModeIsEnabled, LocalEntryNotFoundError):
             reason = "Hub unreachable"  # LocalEntryNotFoundError: the connection broke during the download
         except HfHubHTTPError as e:
             if e.response is not None and e.response.status_code < 500:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def pack(tmp_path_factory, sources):
 
 def test_a_pack_holds_the_runs_faces_and_labels(tmp_path, sources, pack):
     """What a run prepares from the sources, face for face: the same records in the same order, the images within
-    JPEG's error (quality 90), and the split.csv and data_report.json it wrote."""
+    WebP's error (quality 80), and the split.csv and data_report.json it wrote."""
     cfg = parse_args(source_args(tmp_path, sources) + ["--out", str(tmp_path / "run")])
     (tmp_path / "run").mkdir()
     direct = prepare_data(cfg, tmp_path / "run")
@@ -56,7 +57,7 @@ def test_a_pack_holds_the_runs_faces_and_labels(tmp_path, sources, pack):
                [(r.path, r.gender, r.age_low, r.age_high, r.race, r.source, r.split) for r in direct[split].records]
         assert images.shape == direct[split].images.shape and images.dtype == torch.uint8
         error = (images.float() - direct[split].images.float()).abs().mean().item()
-        assert 0 < error < 3, split  # re-encoded, not copied; a face no further than JPEG's error
+        assert 0 < error < 3, split  # re-encoded, not copied; a face no further than WebP's error
     assert (pack / "split.csv").read_text() == (tmp_path / "run" / "split.csv").read_text()
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert json.loads((pack / "data_report.json").read_text()) == report
@@ -135,7 +136,7 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
     here, there, work, out = (tmp_path / name for name in ("here", "there", "work", "out"))
     here.mkdir(), there.mkdir()
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHON": sys.executable, "DEVICE": "cpu",
-           "PIECE_SIZE": "40K", "RETURN_SIZE": "15M", "LENT_GPU_WORK": str(work), "OUT": str(out)}
+           "PIECE_SIZE": "4K", "RETURN_SIZE": "15M", "LENT_GPU_WORK": str(work), "OUT": str(out)}
 
     def step(*args, cwd, ok=True):
         done = subprocess.run(["bash", str(PROJECT_ROOT / "train" / "lent_gpu.sh"), *args], cwd=cwd, env=env,
@@ -144,8 +145,8 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
         return done.stdout + done.stderr
 
     step("split", str(pack), str(pack), cwd=here)  # the pack is its own smoke pack here
-    pieces = sorted((here / "gpu").glob("pack.tar.*"))
-    assert len(pieces) >= 3 and all(p.stat().st_size <= 40 * 1024 for p in pieces)
+    pieces = sorted((here / "gpu").glob("pack.tar.gz.*"))
+    assert len(pieces) >= 3 and all(p.stat().st_size <= 4 * 1024 for p in pieces)
     for i, piece in enumerate(pieces):  # one call each
         (there / "gpu").mkdir()
         shutil.copy(piece, there / "gpu")
@@ -167,8 +168,10 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
     time.sleep(1)  # the process ends right after writing it
     assert "val loss" in step("status", cwd=there)
     step("fetch", cwd=there)
-    pieces_back = sorted((out / "run" / "model").glob("model.safetensors.*"))
+    pieces_back = sorted((out / "run").glob("model.safetensors.*"))
     assert len(pieces_back) == 4 and all(p.stat().st_size <= 15 * 2**20 for p in pieces_back)  # VGG16 in fp32: 59 MB
+    sent = [p for p in out.rglob("*") if p.is_file()]  # what the device tool gives back: 8 files, 64 MiB
+    assert len(sent) <= 8 and sum(p.stat().st_size for p in sent) <= 64 * 2**20
     step("join", str(out), str(tmp_path / "back"), cwd=here)
     back = tmp_path / "back"
     weights = "model/model.safetensors"
@@ -185,6 +188,29 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
         f.seek(100)
         f.write(bytes([byte[0] ^ 1]))
     assert "a piece is missing or damaged" in step("start", *options, cwd=there, ok=False)
+
+
+@pytest.mark.parametrize("checkout_mib, room", [(50, True), (63, False)])
+def test_split_sizes_the_pieces_to_what_a_call_has_left(tmp_path, pack, checkout_mib, room):
+    """A device call takes 64 MiB in all, the checkout's own files included (tracked and untracked-not-ignored):
+    the pieces get what is left after them and the smoke pack, or `split` says there is no room."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    (checkout / ".gitignore").write_text("/gpu/\n")  # as the project's: the pieces travel only when carried
+    with open(checkout / "weights.bin", "wb") as f:  # untracked, not ignored: it travels
+        f.truncate(checkout_mib * 2**20)
+    env = {k: v for k, v in os.environ.items() if k != "PIECE_SIZE"}
+    done = subprocess.run(["bash", str(PROJECT_ROOT / "train" / "lent_gpu.sh"), "split", str(pack), str(pack)],
+                          cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+    if not room:
+        assert done.returncode != 0 and "no room for pieces" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    piece = int(re.search(r"one piece of (\d+) KiB", done.stdout).group(1)) * 1024
+    smoke = sum(p.stat().st_size for p in (checkout / "gpu" / "smoke").iterdir())
+    travels = checkout_mib * 2**20 + smoke + (checkout / "gpu" / "SHA256SUMS").stat().st_size
+    assert 64 * 2**20 - 2 * 2**20 <= travels + piece <= 64 * 2**20
 
 
 def test_a_pack_names_its_size(tmp_path, sources, capsys):

@@ -13,8 +13,12 @@
 # Here, after:   bash train/lent_gpu.sh join FILES_AT RUN          the run folder from what fetch sent, checked
 set -euo pipefail
 
-PIECE_SIZE=${PIECE_SIZE:-54M}      # one piece and the smoke pack travel in one call (64 MiB of carry)
-RETURN_SIZE=${RETURN_SIZE:-15M}    # files come back through $OUT at up to 16 MiB each
+# A call takes 64 MiB in all: the checkout's own files (tracked and untracked-not-ignored), what it carries, and on
+# the first call the smoke pack and the sums. `split` sizes the pieces to what is left (PIECE_SIZE overrides it).
+CALL_LIMIT=$((64 * 1024 * 1024))
+MARGIN=$((512 * 1024))             # room for a file the checkout gains between `split` and the calls
+PIECE_SIZE=${PIECE_SIZE:-}
+RETURN_SIZE=${RETURN_SIZE:-15M}    # files come back through $OUT at up to 16 MiB each, 8 files and 64 MiB in all
 WORK=${LENT_GPU_WORK:-$HOME/lent-gpu}
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}             # cpu: the same steps on this machine (tests/test_pack.py)
@@ -25,19 +29,28 @@ die() { echo "lent_gpu.sh: $*" >&2; exit 1; }
 as_packed() { $PYTHON -c "import json; p = json.load(open('$1/pack.json')); print('--image-size', p['image_size'], '--crops', p['crops'])"; }
 
 case "${1:-}" in
-split)  # here: PACK -> gpu/pack.tar.NN and gpu/SHA256SUMS; SMOKE_PACK -> gpu/smoke/
+split)  # here: PACK -> gpu/pack.tar.gz.NN and gpu/SHA256SUMS; SMOKE_PACK -> gpu/smoke/
     pack=${2:?split PACK [SMOKE_PACK]}
     [ -f "$pack/pack.json" ] || die "$pack is not a pack (python -m train.pack)"
     rm -rf gpu && mkdir -p gpu
-    tar -C "$(dirname "$pack")" -cf - "$(basename "$pack")" | split -b "$PIECE_SIZE" -d -a 2 - gpu/pack.tar.
-    (cd gpu && sha256sum pack.tar.* > SHA256SUMS)
     if [ -n "${3:-}" ]; then cp -r "$3" gpu/smoke; fi
+    if [ -z "$PIECE_SIZE" ]; then
+        travels=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -n 1 | cut -f 1)
+        smoke=$(du -sb gpu | cut -f 1)
+        PIECE_SIZE=$((CALL_LIMIT - travels - smoke - MARGIN))
+        [ "$PIECE_SIZE" -ge $((4 * 1024 * 1024)) ] || die "the checkout alone travels $travels bytes: no room for pieces"
+        echo "a call carries the checkout ($((travels / 1024)) KiB) and one piece of $((PIECE_SIZE / 1024)) KiB"
+    fi
+    # the pack's csv files shrink 5-fold in gzip; its images are WebP already
+    tar -C "$(dirname "$pack")" -czf - "$(basename "$pack")" | split -b "$PIECE_SIZE" -d -a 2 - gpu/pack.tar.gz.
+    (cd gpu && sha256sum pack.tar.gz.* > SHA256SUMS)
     ls -l gpu; du -sh gpu
+    echo "$(ls gpu/pack.tar.gz.* | wc -l) pieces: one call each, back to back (an idle machine goes back in 30 s)"
     ;;
 keep)   # there: move what this call carried out of the checkout
     mkdir -p "$WORK/pieces"
     shopt -s nullglob
-    for f in gpu/pack.tar.* gpu/SHA256SUMS; do
+    for f in gpu/pack.tar.gz.* gpu/SHA256SUMS; do
         if [ -e "$f" ]; then mv -f "$f" "$WORK/pieces/"; fi  # a call may carry a piece without the sums
     done
     if [ -d gpu/smoke ]; then rm -rf "$WORK/smoke" && mv gpu/smoke "$WORK/smoke"; fi
@@ -57,7 +70,7 @@ start)  # there: every piece present and unchanged, then the run in the backgrou
     cd "$WORK/pieces" && sha256sum -c --quiet SHA256SUMS || die "a piece is missing or damaged: carry it again"
     cd - >/dev/null
     rm -rf "$WORK/pack" && mkdir -p "$WORK/pack"
-    cat "$WORK"/pieces/pack.tar.* | tar -C "$WORK/pack" -xf -
+    cat "$WORK"/pieces/pack.tar.gz.* | tar -C "$WORK/pack" -xzf -
     pack=$(dirname "$(ls "$WORK"/pack/*/pack.json)")
     # ImageNet's VGG16 weights live in ../shared, which does not travel: random unless asked (the recipe's --init-from
     # replaces them anyway); the options given after it win
@@ -71,27 +84,30 @@ status) # there: keeps the machine busy for SECONDS (default 0), then reports
     tail -c 1500 "$WORK/train.log" | tr '\r' '\n' | tail -n 12
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
     ;;
-fetch)  # there: the run's records whole, its weights in pieces, with their sha256
+fetch)  # there: the run's records in one file, its weights in pieces, their sha256 (at most 8 files come back)
     [ -n "${OUT:-}" ] || die "\$OUT is not set (the device tool sets it)"
     [ -f "$RUN/model/model.safetensors" ] || die "no model yet in $RUN"
-    mkdir -p "$OUT/run/model"
-    for f in history.csv metrics.json train_config.json data_report.json split.csv; do
-        if [ -f "$RUN/$f" ]; then cp "$RUN/$f" "$OUT/run/"; fi
+    mkdir -p "$OUT/run"
+    cp "$WORK/train.log" "$RUN/train.log"
+    records=()
+    for f in model/config.json train.log history.csv metrics.json train_config.json data_report.json split.csv; do
+        if [ -f "$RUN/$f" ]; then records+=("$f"); fi
     done
-    cp "$RUN/model/config.json" "$OUT/run/model/"
-    cp "$WORK/train.log" "$OUT/run/train.log"
-    (cd "$RUN/model" && sha256sum model.safetensors > "$OUT/run/model/SHA256SUMS")
-    split -b "$RETURN_SIZE" -d -a 2 "$RUN/model/model.safetensors" "$OUT/run/model/model.safetensors."
-    ls -l "$OUT/run" "$OUT/run/model"
+    tar -C "$RUN" -czf "$OUT/run/records.tar.gz" "${records[@]}"
+    (cd "$RUN/model" && sha256sum model.safetensors > "$OUT/run/SHA256SUMS")
+    split -b "$RETURN_SIZE" -d -a 2 "$RUN/model/model.safetensors" "$OUT/run/model.safetensors."
+    files=$(find "$OUT" -type f | wc -l); bytes=$(du -cb "$OUT"/run/* | tail -n 1 | cut -f 1)
+    [ "$files" -le 8 ] && [ "$bytes" -le "$CALL_LIMIT" ] || die "$files files, $bytes bytes: more than comes back"
+    ls -l "$OUT/run"
     ;;
 join)   # here: FILES_AT (the device tool's files_at) -> RUN, the weights joined and checked
     from=${2:?join FILES_AT RUN}; run=${3:?join FILES_AT RUN}
-    src=$(dirname "$(find "$from" -path '*/run/model/SHA256SUMS' | head -n 1)")/..
-    [ -d "$src" ] || die "no run/model/SHA256SUMS under $from"
+    src=$(dirname "$(find "$from" -path '*/run/SHA256SUMS' | head -n 1)")
+    [ -f "$src/records.tar.gz" ] || die "no run/SHA256SUMS and run/records.tar.gz under $from"
     mkdir -p "$run/model"
-    cp "$src"/*.csv "$src"/*.json "$src"/train.log "$run/" 2>/dev/null || true
-    cp "$src/model/config.json" "$src/model/SHA256SUMS" "$run/model/"
-    cat "$src"/model/model.safetensors.* > "$run/model/model.safetensors"
+    tar -C "$run" -xzf "$src/records.tar.gz"
+    cat "$src"/model.safetensors.* > "$run/model/model.safetensors"
+    cp "$src/SHA256SUMS" "$run/model/"
     (cd "$run/model" && sha256sum -c --quiet SHA256SUMS) || die "the weights came back damaged: fetch again"
     rm "$run/model/SHA256SUMS"
     echo "joined: $run"

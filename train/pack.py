@@ -1,18 +1,23 @@
 """A training run's faces packed for another machine: `python -m train --data PACK` trains on them there.
 
-A lent GPU machine has neither ../shared's archives nor MediaPipe, and takes files in pieces of a few tens of MB
+A lent GPU machine has neither ../shared's archives nor MediaPipe, and takes files in pieces of about 20 MiB
 (docs/training.md, "On a lent GPU"). A pack holds what `prepare_data` gives a run (every training and validation
-face already cut as --crops says, at the run's size), JPEG-encoded (quality 90: 5.2 KiB a 160 px face, a mean
-error of 1.0 / 255 per pixel against 0.8 at quality 95 and 7.1 KiB; 500 faces, 2026-12-06), with the labels, the
-split.csv and data_report.json of the data it was cut from, so a run trained from the pack writes the same files
-(train.evaluate and train.validate then read the original data by that split.csv on the machine that has it).
+face already cut as --crops says, at the run's size), as WebP, with the labels, the split.csv and data_report.json
+of the data it was cut from, so a run trained from the pack writes the same files (train.evaluate and
+train.validate then read the original data by that split.csv on the machine that has it).
+
+Why WebP at quality 80: the pack's size is the number of calls that carry it. Measured on 500 training faces at
+160 px against the uncut crop (2026-12-06): WebP q80 1.9 KiB a face, a mean error of 2.0 / 255 per pixel; JPEG q90
+5.3 KiB / 1.1, q75 3.4 KiB / 1.6; WebP q90 3.0 KiB / 1.5. Training's own augmentation compresses a share of the
+faces far harder (JPEG quality 20-60). Every Pillow wheel reads WebP; AVIF (1.8 KiB / 1.7 at q60) is left out as
+it is not in every one.
 
     python -m train.pack --data ../shared/data/UTKFace.tar.gz ~/.cache/face-age-gender/fairface \\
         --split-csv assets/models/split.csv --image-size 160 --out runs/pack160
     python -m train --model vgg16 --data runs/pack160 --image-size 160 --device cuda ...
 
 Files: pack.json (what it holds), split.csv, data_report.json, and per split `{split}.csv` (the faces' records,
-in order) and `{split}.npz` (`jpeg`: the images' bytes one after another, `offsets`: where each starts).
+in order) and `{split}.npz` (`images`: the encoded images one after another, `offsets`: where each starts).
 """
 from __future__ import annotations
 
@@ -32,8 +37,8 @@ from train.data import read_split_csv, write_split_csv
 
 PACK_FILE = "pack.json"
 SPLITS = ("train", "val")
-QUALITY = 90
-FORMAT = 1  # bumped when the files change
+QUALITY = 80  # WebP's
+FORMAT = 2  # bumped when the files change (1: JPEG q90, the npz's array named "jpeg")
 
 
 def is_pack(path) -> bool:
@@ -41,14 +46,14 @@ def is_pack(path) -> bool:
 
 
 def encode(image: torch.Tensor, quality: int = QUALITY) -> bytes:
-    """uint8 [3, S, S] -> JPEG bytes."""
+    """uint8 [3, S, S] -> WebP bytes (method 6: the smallest, 4 ms a 160 px face)."""
     buffer = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=quality)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, "WEBP", quality=quality, method=6)
     return buffer.getvalue()
 
 
 def decode(data: bytes) -> torch.Tensor:
-    """JPEG bytes -> uint8 [3, S, S]."""
+    """Encoded image bytes -> uint8 [3, S, S]."""
     with Image.open(io.BytesIO(data)) as image:
         return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
 
@@ -57,13 +62,14 @@ def write_pack(sets: dict, out: Path, image_size: int, crops: str, split_csv: Pa
                quality: int = QUALITY, workers: int = 2) -> dict:
     """`sets`: train.train.prepare_data's {split: SplitData}; split_csv, report_json: the files it wrote."""
     out.mkdir(parents=True, exist_ok=True)
-    about = {"format": FORMAT, "image_size": image_size, "crops": crops, "quality": quality, "faces": {}}
+    about = {"format": FORMAT, "image_size": image_size, "crops": crops, "codec": "webp", "quality": quality,
+             "faces": {}}
     for split in SPLITS:
         data = sets[split]
         with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while encoding
             blobs = list(pool.map(lambda image: encode(image, quality), data.images))
         offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
-        np.savez(out / f"{split}.npz", jpeg=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets)
+        np.savez(out / f"{split}.npz", images=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets)
         write_split_csv(data.records, out / f"{split}.csv")  # the records' own paths: labels and ids only
         about["faces"][split] = len(blobs)
     shutil.copyfile(split_csv, out / "split.csv")
@@ -81,13 +87,13 @@ def read_pack(folder: Path, workers: int = 8) -> tuple[dict, dict[str, tuple[tor
     sets = {}
     for split in SPLITS:
         stored = np.load(folder / f"{split}.npz")
-        jpeg, offsets = stored["jpeg"], stored["offsets"]
+        encoded, offsets = stored["images"], stored["offsets"]
         records = read_split_csv(folder / f"{split}.csv")
         if len(records) != len(offsets) - 1 or len(records) != about["faces"][split]:
             raise ValueError(f"{folder}: {split}.csv lists {len(records)} faces, {split}.npz holds "
                              f"{len(offsets) - 1} (an incomplete copy?)")
         with ThreadPoolExecutor(workers) as pool:
-            faces = list(pool.map(lambda i: decode(jpeg[offsets[i]:offsets[i + 1]].tobytes()), range(len(records))))
+            faces = list(pool.map(lambda i: decode(encoded[offsets[i]:offsets[i + 1]].tobytes()), range(len(records))))
         size = about["image_size"]
         images = torch.stack(faces) if faces else torch.empty(0, 3, size, size, dtype=torch.uint8)
         sets[split] = images, records
@@ -101,7 +107,7 @@ def main(argv=None) -> None:
                                             "--crops, --limit, --max-per-source, --seed, --cache-dir).")
     parser.add_argument("--out", required=True, help="the pack's folder")
     parser.add_argument("--image-size", type=int, required=True, help="the size the run will train at (px)")
-    parser.add_argument("--quality", type=int, default=QUALITY, help="JPEG quality")
+    parser.add_argument("--quality", type=int, default=QUALITY, help="WebP quality")
     args, rest = parser.parse_known_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
