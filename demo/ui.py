@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "assets" / "examples"
 HEAD_LABELS = {"gender": "Gender head", "age": "Age head"}
 TABLE_HEADERS = ["face", "gender (confidence)", "age", "age range (80%)", "detector score"]
+TABLE_WIDTHS = ["11%", "30%", "12%", "25%", "22%"]  # left to the browser, "face" broke as "fac / e"
 DETECTOR_LABELS = {
     "auto": "Auto: whole photo + tiles for small faces",
     "full": "Full-range model only",
@@ -301,7 +302,7 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
             with gr.Row():
                 table = gr.Dataframe(headers=TABLE_HEADERS, label="All faces (click a row for its Grad-CAM)",
                                      interactive=False, wrap=True, elem_classes="readout", elem_id="faces-table",
-                                     scale=3)
+                                     column_widths=TABLE_WIDTHS, scale=3)
                 with gr.Column(scale=3):
                     face = gr.Dropdown(label="Grad-CAM for face", choices=[], interactive=True,
                                        elem_id="face-picker")
