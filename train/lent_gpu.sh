@@ -94,8 +94,10 @@ fetch)  # there: the run's records in one file, its weights in pieces, their sha
         if [ -f "$RUN/$f" ]; then records+=("$f"); fi
     done
     tar -C "$RUN" -czf "$OUT/run/records.tar.gz" "${records[@]}"
-    (cd "$RUN/model" && sha256sum model.safetensors > "$OUT/run/SHA256SUMS")
-    split -b "$RETURN_SIZE" -d -a 2 "$RUN/model/model.safetensors" "$OUT/run/model.safetensors."
+    # a copy first: a run still going replaces its model after each better epoch, and the sum must match the pieces
+    rm -rf "$WORK/fetched" && mkdir -p "$WORK/fetched" && cp "$RUN/model/model.safetensors" "$WORK/fetched/"
+    (cd "$WORK/fetched" && sha256sum model.safetensors > "$OUT/run/SHA256SUMS")
+    split -b "$RETURN_SIZE" -d -a 2 "$WORK/fetched/model.safetensors" "$OUT/run/model.safetensors."
     files=$(find "$OUT" -type f | wc -l); bytes=$(du -cb "$OUT"/run/* | tail -n 1 | cut -f 1)
     [ "$files" -le 8 ] && [ "$bytes" -le "$CALL_LIMIT" ] || die "$files files, $bytes bytes: more than comes back"
     ls -l "$OUT/run"
