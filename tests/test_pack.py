@@ -147,6 +147,16 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
     step("split", str(pack), str(pack), cwd=here)  # the pack is its own smoke pack here
     pieces = sorted((here / "gpu").glob("pack.tar.gz.*"))
     assert len(pieces) >= 3 and all(p.stat().st_size <= 4 * 1024 for p in pieces)
+    options = ["--epochs", "1", "--batch-size", "32", "--tuned-blocks", "5", "--head-epochs", "0"]  # no ImageNet there
+
+    # the plan: one call per piece, the first with the sums and the smoke pack, the last starting the run
+    plan = step("plan", *options, cwd=here)
+    carries = [json.loads(line.split("carry ", 1)[1]) for line in plan.splitlines() if line.startswith("call ")]
+    commands = [line.split("command: ", 1)[1] for line in plan.splitlines() if "command: " in line]
+    assert [c[0] for c in carries] == [f"gpu/{p.name}" for p in pieces] and len(commands) == len(pieces)
+    assert carries[0][1:] == ["gpu/SHA256SUMS", "gpu/smoke"] and all(len(c) == 1 for c in carries[1:])
+    assert commands[0].endswith("keep && bash train/lent_gpu.sh smoke")
+    assert commands[-1].endswith("start " + " ".join(options)) and all(len(c) <= 2000 for c in commands)
     for i, piece in enumerate(pieces):  # one call each
         (there / "gpu").mkdir()
         shutil.copy(piece, there / "gpu")
@@ -158,7 +168,6 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
         (there / "gpu").rmdir()
     assert "smoke:" in step("smoke", cwd=there)
 
-    options = ["--epochs", "1", "--batch-size", "32", "--tuned-blocks", "5", "--head-epochs", "0"]  # no ImageNet there
     started = step("start", *options, cwd=there)
     assert "started: pid" in started
     deadline = time.monotonic() + 240

@@ -3,6 +3,7 @@
 # The steps and why: docs/training.md, "On a lent GPU". Each step is one short command, run from the checkout's root.
 #
 # Here, before:  bash train/lent_gpu.sh split PACK [SMOKE_PACK]   pieces of PACK (and SMOKE_PACK whole) in gpu/
+#                bash train/lent_gpu.sh plan [python -m train options]   the device calls, in order: carry + command
 # There:         bash train/lent_gpu.sh keep                       after each call that carried pieces: kept outside
 #                                                                  the checkout (a later call may replace it)
 #                bash train/lent_gpu.sh smoke                      the CUDA path, one epoch of SMOKE_PACK, timed
@@ -46,6 +47,25 @@ split)  # here: PACK -> gpu/pack.tar.gz.NN and gpu/SHA256SUMS; SMOKE_PACK -> gpu
     (cd gpu && sha256sum pack.tar.gz.* > SHA256SUMS)
     ls -l gpu; du -sh gpu
     echo "$(ls gpu/pack.tar.gz.* | wc -l) pieces: one call each, back to back (an idle machine goes back in 30 s)"
+    ;;
+plan)   # here: each device call's carry and command, to send back to back (a machine idle for 30 s goes back)
+    shift
+    shopt -s nullglob
+    pieces=(gpu/pack.tar.gz.*)
+    [ ${#pieces[@]} -gt 0 ] || die "no pieces in gpu/: run split first"
+    last=$((${#pieces[@]} - 1))
+    for i in "${!pieces[@]}"; do
+        carry="\"${pieces[$i]}\""
+        command="bash train/lent_gpu.sh keep"
+        if [ "$i" -eq 0 ]; then
+            carry="$carry, \"gpu/SHA256SUMS\""
+            if [ -d gpu/smoke ]; then carry="$carry, \"gpu/smoke\""; command="$command && bash train/lent_gpu.sh smoke"; fi
+        fi
+        if [ "$i" -eq "$last" ]; then command="$command && bash train/lent_gpu.sh start $*"; fi
+        echo "call $((i + 1)): carry [$carry]"
+        echo "  command: $command"
+    done
+    echo "then: bash train/lent_gpu.sh status 420 (while the device time lasts), then OUT=\$OUT bash train/lent_gpu.sh fetch"
     ;;
 keep)   # there: move what this call carried out of the checkout
     mkdir -p "$WORK/pieces"
