@@ -128,6 +128,12 @@ def test_training_from_a_pack_needs_none_of_the_apps_libraries(tmp_path, pack):
     assert not (run / "curves.png").exists()
 
 
+def lent_gpu(*args, cwd, env, timeout=300) -> subprocess.CompletedProcess:
+    """One step of train/lent_gpu.sh, run as the device tool runs it: from a checkout's root."""
+    return subprocess.run(["bash", str(PROJECT_ROOT / "train" / "lent_gpu.sh"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pack):
     """train/lent_gpu.sh's steps, run here (DEVICE=cpu) with pieces small enough that the pack travels in several:
     each "call" carries one piece into the other checkout's gpu/ and `keep` moves it out; `smoke` runs an epoch;
@@ -139,8 +145,7 @@ def test_the_lent_gpu_steps_carry_a_pack_there_and_the_weights_back(tmp_path, pa
            "PIECE_SIZE": "4K", "RETURN_SIZE": "15M", "LENT_GPU_WORK": str(work), "OUT": str(out)}
 
     def step(*args, cwd, ok=True):
-        done = subprocess.run(["bash", str(PROJECT_ROOT / "train" / "lent_gpu.sh"), *args], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=300)
+        done = lent_gpu(*args, cwd=cwd, env=env)
         assert (done.returncode == 0) == ok, done.stdout[-2000:] + done.stderr[-3000:]
         return done.stdout + done.stderr
 
@@ -210,8 +215,7 @@ def test_split_sizes_the_pieces_to_what_a_call_has_left(tmp_path, pack, checkout
     with open(checkout / "weights.bin", "wb") as f:  # untracked, not ignored: it travels
         f.truncate(checkout_mib * 2**20)
     env = {k: v for k, v in os.environ.items() if k != "PIECE_SIZE"}
-    done = subprocess.run(["bash", str(PROJECT_ROOT / "train" / "lent_gpu.sh"), "split", str(pack), str(pack)],
-                          cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+    done = lent_gpu("split", str(pack), str(pack), cwd=checkout, env=env, timeout=60)
     if not room:
         assert done.returncode != 0 and "no room for pieces" in done.stderr
         return

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from model.preprocess import to_uint8_tensor
 from train.data import read_split_csv, write_split_csv
 
 PACK_FILE = "pack.json"
@@ -52,10 +53,10 @@ def encode(image: torch.Tensor, quality: int = QUALITY) -> bytes:
     return buffer.getvalue()
 
 
-def decode(data: bytes) -> torch.Tensor:
-    """Encoded image bytes -> uint8 [3, S, S]."""
+def decode(data: bytes, image_size: int) -> torch.Tensor:
+    """Encoded image bytes -> uint8 [3, S, S], as training reads any face (model.preprocess)."""
     with Image.open(io.BytesIO(data)) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        return to_uint8_tensor(image, image_size)
 
 
 def write_pack(sets: dict, out: Path, image_size: int, crops: str, split_csv: Path, report_json: Path,
@@ -92,9 +93,10 @@ def read_pack(folder: Path, workers: int = 8) -> tuple[dict, dict[str, tuple[tor
         if len(records) != len(offsets) - 1 or len(records) != about["faces"][split]:
             raise ValueError(f"{folder}: {split}.csv lists {len(records)} faces, {split}.npz holds "
                              f"{len(offsets) - 1} (an incomplete copy?)")
-        with ThreadPoolExecutor(workers) as pool:
-            faces = list(pool.map(lambda i: decode(encoded[offsets[i]:offsets[i + 1]].tobytes()), range(len(records))))
         size = about["image_size"]
+        with ThreadPoolExecutor(workers) as pool:
+            faces = list(pool.map(lambda i: decode(encoded[offsets[i]:offsets[i + 1]].tobytes(), size),
+                                  range(len(records))))
         images = torch.stack(faces) if faces else torch.empty(0, 3, size, size, dtype=torch.uint8)
         sets[split] = images, records
     return about, sets
