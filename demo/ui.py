@@ -376,17 +376,25 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         for control in (model, min_score, cam_on, detect, detector):
             control.change(on_options, [pixels, *options], photo_outputs, **private) \
                 .then(tables, result, faces_files, **private)
-        face.change(face_views, [result, face], [cam_gender, cam_age, age_plot], **private)
+        # The chosen face's views are drawn once per choice: by the photo's own event, or here. (A second
+        # drawing of the same view rewrites the same cached file in place, and a browser reading it meanwhile
+        # keeps a broken image: so `face.input`, a person's pick, not `face.change`, which the photo fires too.)
+        views = [cam_gender, cam_age, age_plot]
+        face.input(face_views, [result, face], views, **private)
 
-        def pick_row(evt: gr.SelectData):
-            return evt.index[0] if evt.index else gr.skip()
+        def pick(res, shown, index):
+            if index is None or index == shown:
+                return (gr.skip(),) * (1 + len(views))
+            return index, *face_views(res, index)
 
-        def pick_on_image(res, evt: gr.SelectData):
-            index = face_at(res, *evt.index) if evt.index else None
-            return gr.skip() if index is None else index
+        def pick_row(res, shown, evt: gr.SelectData):
+            return pick(res, shown, evt.index[0] if evt.index else None)
 
-        table.select(pick_row, None, face, **private)
-        annotated.select(pick_on_image, result, face, **private)
+        def pick_on_image(res, shown, evt: gr.SelectData):
+            return pick(res, shown, face_at(res, *evt.index) if evt.index else None)
+
+        table.select(pick_row, [result, face], [face, *views], **private)
+        annotated.select(pick_on_image, [result, face], [face, *views], **private)
 
         webcam.stream(lambda *a: on_frame(bank, *a), [webcam, model, min_score, cam_on, head, stream],
                       [live, latency, stream], stream_every=STREAM_EVERY_S, time_limit=STREAM_TIME_LIMIT_S,
