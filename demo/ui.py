@@ -10,7 +10,8 @@ sentence. Gradio vets a payload's path only when the payload is tagged as FileDa
 only if Gradio accepted that file for this app (`uploaded_path`). Uploaded files are never deleted by a
 handler: identical uploads share one stored path, so a request that deleted "its" file could pull it from
 under another request. Gradio's `delete_cache` purges them (and every generated image) within
-`purge_after_s` (PURGE_AFTER_S by default).
+`purge_after_s` (PURGE_AFTER_S by default). Generated images go out as files of the request's own
+(demo/ui_files.py), never rewritten while a browser reads them.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from model.imageio import BadImageError
 from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
 from demo.ui_about import about_markdown
+from demo.ui_files import OutputFiles
 from demo.ui_models import CHOICES, ModelBank, ModelLoadError
 from model.cam import HEADS as CAM_HEADS
 from model.hub import DEFAULT_ARCH
@@ -150,9 +152,15 @@ def face_at(result, x: float, y: float) -> int | None:
 
 # ---------------------------------------------------------------- photo tab
 
-def analyze(bank, image, model_name, min_score, cam_on, detect, detector):
+def in_memory(*named) -> list:
+    """The images of (name, image) pairs as they are: for callers that keep them in memory. The app hands
+    them to Gradio as files instead (demo.ui_files.OutputFiles.images, the same call)."""
+    return [image for _, image in named]
+
+
+def analyze(bank, image, model_name, min_score, cam_on, detect, detector, images=in_memory):
     """image -> (decoded pixels, annotated, table, result, face picker, gender CAM, age CAM, age distribution,
-    summary)."""
+    summary); the images go through `images`."""
     if image is None:
         return None, None, [], None, gr.update(choices=[], value=None), None, None, None, ""
     # Both heads' maps come from one forward pass.
@@ -160,13 +168,15 @@ def analyze(bank, image, model_name, min_score, cam_on, detect, detector):
                  cam_heads=CAM_HEADS if cam_on else ())
     first = result.faces[0].index if result.faces else None
     picker = gr.update(choices=face_choices(result.faces), value=first, interactive=bool(result.faces))
-    return (result.image, result.annotated, table_rows(result.faces), result, picker,
-            *face_views(result, first), summary(result, model_name))
+    [annotated] = images(("faces", result.annotated))
+    return (result.image, annotated, table_rows(result.faces), result, picker,
+            *face_views(result, first, images), summary(result, model_name))
 
 
-def face_views(result, face_index) -> tuple:
+def face_views(result, face_index, images=in_memory) -> tuple:
     """What the Photo tab shows of the chosen face: its gender and age Grad-CAM, its age distribution."""
-    return (*cam_images(result, face_index), age_distribution(result, face_index))
+    gender, age = cam_images(result, face_index)
+    return (*images(("gradcam-gender", gender), ("gradcam-age", age)), age_distribution(result, face_index))
 
 
 def chosen_face(result, face_index):
@@ -254,15 +264,16 @@ def api_result(bank, payload, model_name, min_score, detect, detector, *, cams=F
                     "precision": result.precision}
 
 
-def explain_outputs(result, record: dict) -> tuple[list, dict]:
+def explain_outputs(result, record: dict, images=in_memory) -> tuple[list, dict]:
     """Gallery items (overlay, caption) for every face and head, and the records pointing at them."""
-    gallery = []
+    named, captions = [], []
     for face, face_record in zip(result.faces, record["faces"]):
         face_record["cams"] = {}
         for head in CAM_HEADS:
-            face_record["cams"][head] = len(gallery)
-            gallery.append((face.cam_image(head), f"#{face.index + 1} {head}"))
-    return gallery, record
+            face_record["cams"][head] = len(named)
+            named.append((f"face-{face.index + 1}-{head}", face.cam_image(head)))
+            captions.append(f"#{face.index + 1} {head}")
+    return list(zip(images(*named), captions)), record
 
 
 # ---------------------------------------------------------------- layout
@@ -329,7 +340,7 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
             gr.Markdown("Labels are averaged over recent frames per face, so they settle instead of "
                         "flickering. With Grad-CAM on, the map is shown for the largest face.")
 
-        outputs = ui_video.OutputFiles(app, purge_after_s)
+        outputs = OutputFiles(app, purge_after_s)  # what requests write: images, clips, tables
         with gr.Tab("Video", id="video"):
             ui_video.build_tab(bank, outputs, model, min_score)
 
@@ -356,14 +367,14 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         # exception would paint "Error" over every output); API callers get the exception itself.
         def on_photo(payload, *opts):
             try:
-                return (gr.skip(), *analyze(bank, upload_source(payload), *opts))
+                return (gr.skip(), *analyze(bank, upload_source(payload), *opts, images=outputs.images))
             except gr.Error as error:
                 gr.Warning(error.message)
                 return (None, *analyze(bank, None, *opts))  # also clears the unusable input
 
         def on_options(decoded, *opts):
             try:
-                return analyze(bank, decoded, *opts)
+                return analyze(bank, decoded, *opts, images=outputs.images)
             except gr.Error as error:
                 gr.Warning(error.message)
                 return analyze(bank, None, *opts)
@@ -380,12 +391,15 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         # drawing of the same view rewrites the same cached file in place, and a browser reading it meanwhile
         # keeps a broken image: so `face.input`, a person's pick, not `face.change`, which the photo fires too.)
         views = [cam_gender, cam_age, age_plot]
-        face.input(face_views, [result, face], views, **private)
+        def served_views(res, index):
+            return face_views(res, index, outputs.images)
+
+        face.input(served_views, [result, face], views, **private)
 
         def pick(res, shown, index):
             if index is None or index == shown:
                 return (gr.skip(),) * (1 + len(views))
-            return index, *face_views(res, index)
+            return index, *served_views(res, index)
 
         def pick_row(res, shown, evt: gr.SelectData):
             return pick(res, shown, evt.index[0] if evt.index else None)
@@ -406,10 +420,12 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
 
         def annotate(image, model, min_score, detect, detector):
             res, record = api_result(bank, image, model, min_score, detect, detector, draw=True)
-            return res.annotated, record
+            [annotated] = outputs.images(("faces", res.annotated))
+            return annotated, record
 
         def explain(image, model, min_score, detect, detector):
-            return explain_outputs(*api_result(bank, image, model, min_score, detect, detector, cams=True))
+            res, record = api_result(bank, image, model, min_score, detect, detector, cams=True)
+            return explain_outputs(res, record, outputs.images)
 
         api_inputs = [api_image, api_model, api_min_score, api_detect, api_detector]
         api = dict(preprocess=False, concurrency_limit=2)

@@ -2,9 +2,8 @@
 
 Handlers get the upload unprocessed (Gradio's Video preprocessing would try to convert formats with a system
 ffmpeg) and open it only after demo.ui's `uploaded_path` check. What a request writes (the annotated clip,
-the CSV/JSON tables) goes into its own folder under the temp dir, and every file is registered with Gradio's
-`delete_cache` purge (`OutputFiles`) when the request ends, so none outlives it; the emptied folders are
-swept on later requests.
+the CSV/JSON tables, the images) goes into a folder of its own (demo.ui_files.OutputFiles), purged with
+Gradio's `delete_cache`.
 """
 from __future__ import annotations
 
@@ -12,9 +11,6 @@ import csv
 import json
 import os
 import shutil
-import tempfile
-import threading
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -22,12 +18,12 @@ import gradio as gr
 from demo import ui_age, video, videoio
 from demo.pipeline import csv_row
 from demo.ui_age import age_table
+from demo.ui_files import OutputFiles
 from demo.ui_models import ModelLoadError
 from model.cam import HEADS as CAM_HEADS
 
 TABLE_HEADERS = ["person", "first seen (s)", "last seen (s)", "frames", "gender (confidence)", "age",
                  "age range (80%)"]
-OUTPUT_PREFIX = "face-video-"
 CONCURRENCY = 1  # a clip keeps a core busy for as long as it plays: one at a time
 # Frames the app analyses per second of clip (every 5th of 30 frames/s; boxes are interpolated between).
 # python -m demo.video_bench --scan-seconds 1 --every 1 --every 3 --every 5, scratch CNN, 640x480 at 30 frames/s,
@@ -39,33 +35,6 @@ ANALYSED_PER_SECOND = 6
 def analysis_step(fps: float) -> int:
     """Analyse every N-th frame: ANALYSED_PER_SECOND frames a second, every frame of a slower clip."""
     return max(1, round(fps / ANALYSED_PER_SECOND))
-
-
-class OutputFiles:
-    """The files video requests write, purged with Gradio's own (`Blocks.temp_file_sets`, by age)."""
-
-    def __init__(self, app: gr.Blocks, purge_after_s: int):
-        self.files: set[str] = set()
-        self.purge_after_s = purge_after_s
-        self._lock = threading.Lock()
-        app.temp_file_sets.append(self.files)
-
-    def folder(self) -> Path:
-        self.sweep()
-        return Path(tempfile.mkdtemp(prefix=OUTPUT_PREFIX))
-
-    def add(self, *paths) -> None:
-        with self._lock:
-            self.files.update(str(Path(p).resolve()) for p in paths)
-
-    def sweep(self) -> None:
-        """Remove request folders older than the purge age whose files Gradio has deleted (or never came)."""
-        for folder in Path(tempfile.gettempdir()).glob(OUTPUT_PREFIX + "*"):
-            try:
-                if time.time() - folder.stat().st_mtime > self.purge_after_s and not any(folder.iterdir()):
-                    folder.rmdir()
-            except OSError:
-                pass
 
 
 def people_rows(result) -> list[list]:
@@ -218,6 +187,11 @@ def build_tab(bank, outputs: OutputFiles, model, min_score) -> None:
         cam_age = gr.Image(label="What drove the age estimate", height=200, interactive=False, format="jpeg")
     age_plot = ui_age.age_plot("person-age-distribution")
 
+    def views(model_name, result, track) -> tuple:
+        """person_views with its images as files of this request's own (demo/ui_files.py)."""
+        cam_g, cam_a, age = person_views(bank, model_name, result, track)
+        return (*outputs.images(("gradcam-gender", cam_g), ("gradcam-age", cam_a)), age)
+
     def on_video(payload, model_name, score, progress=gr.Progress()):
         empty = (None, None, [], [], None, gr.update(choices=[], value=None), None, None, None, "")
         if payload is None:
@@ -229,15 +203,16 @@ def build_tab(bank, outputs: OutputFiles, model, min_score) -> None:
             return empty
         choices = [(f"#{p.track} · {p.label()}", p.track) for p in result.people]
         first = choices[0][1] if choices else None
-        gallery = [(p.thumb, f"#{p.track} · {p.label()}") for p in result.people]
+        thumb_files = outputs.images(*((f"person-{p.track}", p.thumb) for p in result.people))
+        gallery = [(path, f"#{p.track} · {p.label()}") for p, path in zip(result.people, thumb_files)]
         return (result, out, people_rows(result), gallery, files, gr.update(choices=choices, value=first),
-                *person_views(bank, model_name, result, first), summary(result))
+                *views(model_name, result, first), summary(result))
 
     clip.change(on_video, [clip, model, min_score],
                 [state, annotated, table, thumbs, downloads, person, cam_gender, cam_age, age_plot, status],
                 preprocess=False, concurrency_limit=CONCURRENCY, concurrency_id="video", api_visibility="private")
-    person.change(lambda m, r, t: person_views(bank, m, r, t), [model, state, person],
-                  [cam_gender, cam_age, age_plot], api_visibility="private")
+    # A person's pick, not the clip's answer setting the first person (that one's views came with it).
+    person.input(views, [model, state, person], [cam_gender, cam_age, age_plot], api_visibility="private")
 
 
 def build_api(bank, outputs: OutputFiles, model_choices: list[str], default_model: str) -> None:

@@ -3,6 +3,7 @@ and the demo/ui.py handlers behind them and the UI, called directly."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -122,17 +123,39 @@ def test_uploads_are_purged_soon(client, app_temp_dir, app_purge_after_s, tmp_pa
 
 
 def test_the_same_file_from_eight_clients_at_once(app_url, tmp_path):
-    """Identical uploads share one stored path on the server: no request may lose it to another."""
+    """Identical uploads share one stored path on the server: no request may lose it to another, and each
+    client downloads its whole annotated image while the others' identical answers are written."""
     photo = tmp_path / "group.jpg"
     photo.write_bytes((EXAMPLES / "three_portraits.jpg").read_bytes())
 
     def client_run(_):
-        own = Client(app_url, verbose=False)
-        return [len(predict(own, photo)["faces"]) for _ in range(2)]  # the second round overlaps others' first
+        own = Client(app_url, verbose=False, download_files=False)
+        answers = []
+        for _ in range(2):  # the second round overlaps others' first
+            image, record = own.predict(handle_file(str(photo)), "scratch", api_name="/annotate")
+            data = httpx.get(image["url"], timeout=30).content  # at once, as a browser does
+            pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            answers.append((len(record["faces"]), pixels.shape))
+        return answers
 
     with ThreadPoolExecutor(8) as pool:
-        counts = [n for run in pool.map(client_run, range(8)) for n in run]
-    assert len(counts) == 16 and len(set(counts)) == 1 and counts[0] >= 2
+        answers = [a for run in pool.map(client_run, range(8)) for a in run]
+    assert len(answers) == 16 and len(set(answers)) == 1 and answers[0][0] >= 2, answers
+
+
+def test_an_answer_is_never_rewritten_by_the_next_one(app_url):
+    """Two requests with the same answer get files of their own: Gradio stores an image it is handed as an
+    array under a hash of its bytes and rewrites it in place, so the second answer emptied the file a browser
+    could still be reading for the first (demo/ui_files.py)."""
+    client = Client(app_url, verbose=False, download_files=False)
+    call = lambda: client.predict(handle_file(str(EXAMPLES / "three_portraits.jpg")), "scratch",  # noqa: E731
+                                  api_name="/annotate")[0]["path"]
+    first = Path(call())
+    written = first.stat().st_mtime_ns, first.read_bytes()
+    time.sleep(0.05)  # a rewrite would show in the file's time
+    second = Path(call())
+    assert second != first
+    assert (first.stat().st_mtime_ns, first.read_bytes()) == written
 
 
 def test_explain_returns_each_faces_cam_overlays(client, tmp_path):

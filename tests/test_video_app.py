@@ -10,6 +10,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from demo.ui import NOT_UPLOADED
+from demo.ui_files import FOLDER_PREFIX
 from demo.ui_video import analysis_step
 from model.fast import float_precision
 from videoclips import ENTERS, FRAMES, FPS, clip_frame_count, two_people_clip
@@ -46,7 +47,7 @@ def test_video_endpoint_returns_the_annotated_clip_and_each_person(client, clip,
     path = annotated["video"] if isinstance(annotated, dict) else annotated
     assert path.endswith(".webm") and clip_frame_count(path) == FRAMES
     # what the request wrote (annotated clip, CSV/JSON tables) goes with Gradio's purge
-    written = lambda: [p for p in app_temp_dir.glob("face-video-*/*") if p.is_file()]  # noqa: E731
+    written = lambda: [p for p in app_temp_dir.glob(f"face-app-*/{FOLDER_PREFIX}*/*") if p.is_file()]  # noqa: E731
     assert written()
     deadline = time.monotonic() + 4 * app_purge_after_s
     while written() and time.monotonic() < deadline:
