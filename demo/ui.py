@@ -9,7 +9,7 @@ sentence. Gradio vets a payload's path only when the payload is tagged as FileDa
 {"path": ...} would be opened as is (by its preprocessing, or by a handler), so `upload_source` opens a path
 only if Gradio accepted that file for this app (`uploaded_path`). Uploaded files are never deleted by a
 handler: identical uploads share one stored path, so a request that deleted "its" file could pull it from
-under another request. Gradio's `delete_cache` purges them (and every generated image) within
+under another request. demo.ui_files.Purge deletes them (and every generated image) within
 `purge_after_s` (PURGE_AFTER_S by default). Generated images go out as files of the request's own
 (demo/ui_files.py), never rewritten while a browser reads them.
 """
@@ -34,7 +34,7 @@ from model.imageio import BadImageError
 from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
 from demo.ui_about import about_markdown
-from demo.ui_files import OutputFiles
+from demo.ui_files import OutputFiles, Purge
 from demo.ui_models import CHOICES, ModelBank, ModelLoadError
 from model.cam import HEADS as CAM_HEADS
 from model.hub import DEFAULT_ARCH
@@ -281,8 +281,8 @@ def explain_outputs(result, record: dict, images=in_memory) -> tuple[list, dict]
 def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int = PURGE_AFTER_S) -> gr.Blocks:
     model_choices = [(c.label, c.name) for c in CHOICES.values()]
     detector_choices = [(label, name) for name, label in DETECTOR_LABELS.items()]
-    with gr.Blocks(title="Face age & gender", analytics_enabled=False,
-                   delete_cache=(max(1, purge_after_s // 2), purge_after_s)) as app:
+    # Uploads and what requests wrote are deleted by our Purge, not Gradio's delete_cache (demo/ui_files.py).
+    with gr.Blocks(title="Face age & gender", analytics_enabled=False) as app:
         gr.Markdown("# Face age & gender\nFinds faces, estimates age and the probability of a *female* label, "
                     "and shows with Grad-CAM what the network looked at. Predictions can be wrong; appearance "
                     "does not determine gender (see the About tab).")
@@ -387,10 +387,10 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         for control in (model, min_score, cam_on, detect, detector):
             control.change(on_options, [pixels, *options], photo_outputs, **private) \
                 .then(tables, result, faces_files, **private)
-        # The chosen face's views are drawn once per choice: by the photo's own event, or here. (A second
-        # drawing of the same view rewrites the same cached file in place, and a browser reading it meanwhile
-        # keeps a broken image: so `face.input`, a person's pick, not `face.change`, which the photo fires too.)
+        # The chosen face's views are drawn once per choice: by the photo's own event, or here. So
+        # `face.input`, a person's pick: `face.change` fires on the photo's event too, and drew them twice.
         views = [cam_gender, cam_age, age_plot]
+
         def served_views(res, index):
             return face_views(res, index, outputs.images)
 
@@ -440,4 +440,5 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
                                              "heads) as a gallery; each face's `cams` gives their gallery "
                                              "positions.")
         ui_video.build_api(bank, outputs, [c.name for c in CHOICES.values()], default_model)
+    Purge(app, purge_after_s).start()
     return app

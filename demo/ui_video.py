@@ -2,8 +2,8 @@
 
 Handlers get the upload unprocessed (Gradio's Video preprocessing would try to convert formats with a system
 ffmpeg) and open it only after demo.ui's `uploaded_path` check. What a request writes (the annotated clip,
-the CSV/JSON tables, the images) goes into a folder of its own (demo.ui_files.OutputFiles), purged with
-Gradio's `delete_cache`.
+the CSV/JSON tables, the images) goes into a folder of its own and is purged with the rest
+(demo.ui_files).
 """
 from __future__ import annotations
 
