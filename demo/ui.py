@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 from gradio.utils import get_upload_folder, is_allowed_file
 
@@ -34,7 +35,7 @@ from model.imageio import BadImageError
 from demo.pipeline import DETECTORS
 from demo.tracker import SMOOTHED, FaceTracker
 from demo.ui_about import about_markdown
-from demo.ui_files import OutputFiles, Purge
+from demo.ui_files import OutputFiles, Purge, RecentFrames
 from demo.ui_models import CHOICES, ModelBank, ModelLoadError
 from model.cam import HEADS as CAM_HEADS
 from model.hub import DEFAULT_ARCH
@@ -207,6 +208,7 @@ class Stream:
     """One webcam session's state: the face tracker and the arrival times of recent frames."""
     tracker: FaceTracker = dataclasses.field(default_factory=FaceTracker)
     arrivals: collections.deque = dataclasses.field(default_factory=lambda: collections.deque(maxlen=20))
+    frames: RecentFrames | None = None  # the annotated frames sent back, the newest few on disk
 
     def tick(self) -> float | None:
         """Record a frame's arrival; the frame rate over the recent frames (None until there are two)."""
@@ -410,7 +412,14 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
         table.select(pick_row, [result, face], [face, *views], **private)
         annotated.select(pick_on_image, [result, face], [face, *views], **private)
 
-        webcam.stream(lambda *a: on_frame(bank, *a), [webcam, model, min_score, cam_on, head, stream],
+        def on_stream(*args):
+            shown, latency, state = on_frame(bank, *args)
+            if isinstance(shown, np.ndarray):
+                state.frames = state.frames or RecentFrames(outputs)
+                shown = state.frames.add(shown)
+            return shown, latency, state
+
+        webcam.stream(on_stream, [webcam, model, min_score, cam_on, head, stream],
                       [live, latency, stream], stream_every=STREAM_EVERY_S, time_limit=STREAM_TIME_LIMIT_S,
                       concurrency_limit=STREAM_CONCURRENCY, show_progress="hidden", preprocess=False, **private)
 

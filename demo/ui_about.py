@@ -42,9 +42,10 @@ The models inherit the data sets' biases, including their two-valued gender labe
 race labels and UTKFace's uneven coverage of ages and ethnicities.
 
 ### Privacy
-Photos and webcam frames are processed in memory and not kept: uploads and generated images are purged
-from the server's temporary folder within about two minutes, webcam frames are never written, there is no
-flagging, no analytics, and no run history.
+Photos and webcam frames are processed in memory and not kept: uploads and generated images are deleted
+from the server's temporary folder within about two minutes. The camera's frames are never written; of the
+annotated frames sent back, only a stream's newest 30 are on disk at a time, gone two minutes after it stops.
+There is no flagging, no analytics, and no run history.
 """
 
 

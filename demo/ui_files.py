@@ -21,6 +21,7 @@ rewritten (tests/test_app_api.py, test_an_answer_is_never_rewritten_by_the_next_
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import tempfile
@@ -75,6 +76,11 @@ class OutputFiles:
             paths.append(str(path))
         return paths
 
+    def discard(self, path) -> None:
+        """A file deleted before its time (RecentFrames): no longer the purge's."""
+        with self._lock:
+            self.files.discard(str(Path(path).resolve()))
+
     def sweep(self) -> None:
         """Remove request folders older than the purge age whose files Gradio has deleted (or never came)."""
         for folder in self.root.glob(FOLDER_PREFIX + "*"):
@@ -83,6 +89,37 @@ class OutputFiles:
                     folder.rmdir()
             except OSError:
                 pass
+
+
+class RecentFrames:
+    """A webcam stream's annotated frames as files, only the newest `keep` on disk: the browser has long shown
+    an older one (frames come every 0.08 s at most, demo.ui.STREAM_EVERY_S: 30 are 2.4 s or more), and a
+    stream of two minutes would otherwise leave hundreds of frames of a face on disk until the purge."""
+
+    def __init__(self, outputs: OutputFiles, keep: int = 30):
+        self.outputs, self.keep = outputs, keep
+        self.paths: collections.deque[Path] = collections.deque()
+        self.folder: Path | None = None
+        self.count = 0
+
+    def add(self, image: np.ndarray) -> str:
+        if self.folder is None or not self.folder.is_dir():  # the first frame, or swept while the stream was off
+            self.folder = self.outputs.folder()
+        path = self.folder / f"frame-{self.count:06d}.jpg"
+        try:
+            Image.fromarray(image).save(path, "JPEG", quality=JPEG_QUALITY)
+        except FileNotFoundError:  # swept between the check and the write
+            self.folder = self.outputs.folder()
+            path = self.folder / path.name
+            Image.fromarray(image).save(path, "JPEG", quality=JPEG_QUALITY)
+        self.count += 1
+        self.outputs.add(path)
+        self.paths.append(path)
+        while len(self.paths) > self.keep:
+            old = self.paths.popleft()
+            old.unlink(missing_ok=True)
+            self.outputs.discard(old)
+        return str(path)
 
 
 class Purge(threading.Thread):

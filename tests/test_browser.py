@@ -22,6 +22,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from demo.ui import NOT_UPLOADED
+from demo.ui_files import FOLDER_PREFIX, RecentFrames
 from model.fast import float_precision
 
 pytest_plugins = ["appserver"]
@@ -278,7 +279,7 @@ def test_no_face_says_so(page):
 
 
 @pytest.mark.parametrize("model", ["Scratch", "VGG16"])
-def test_webcam_streams_annotated_frames(page, model):
+def test_webcam_streams_annotated_frames(page, model, app_temp_dir):
     page.locator("#model").get_by_text(model).click()
     page.get_by_role("tab", name="Webcam").click()
     page.locator("#webcam-input").get_by_text("Click to Access Webcam").click()
@@ -300,6 +301,10 @@ def test_webcam_streams_annotated_frames(page, model):
     # It streams: new annotated frames keep arriving. The rate is a benchmark, not a floor (12 frames/s with either
     # model on an idle AMX Xeon; 1.2 with VGG16 on a 2-core AVX2 EPYC that was running other work).
     assert count >= 2
+    # Each frame is a file of the stream's own, and only the newest few stay on disk (demo/ui_files.py).
+    assert "/frame-" in page.locator("#webcam-output img").get_attribute("src")
+    streams = {path.parent for path in app_temp_dir.glob(f"face-app-*/{FOLDER_PREFIX}*/frame-*.jpg")}
+    assert streams and all(len(list(folder.glob("frame-*.jpg"))) <= RecentFrames(None).keep for folder in streams)
     screenshot(page, f"webcam-{model.lower()}")
     page.get_by_role("button", name="capture photo").click()  # Stop
 

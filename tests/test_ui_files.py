@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from demo.ui_files import OutputFiles, Purge
+from demo.ui_files import OutputFiles, Purge, RecentFrames
 
 
 def fake_app(tmp_path, *file_sets, keep=()):
@@ -38,6 +39,18 @@ def test_images_are_files_of_their_own(tmp_path):
         with Image.open(path) as image:
             assert image.format == "JPEG" and image.size == (30, 40)
             assert np.abs(np.asarray(image, np.float32) - face).mean() < 8  # JPEG; swapped channels: ~57
+
+
+def test_a_stream_keeps_only_its_newest_frames_on_disk(tmp_path):
+    outputs = OutputFiles(fake_app(tmp_path), purge_after_s=60)
+    frames = RecentFrames(outputs, keep=5)
+    shown = [frames.add(np.full((8, 8, 3), i, np.uint8)) for i in range(12)]
+    assert len(set(shown)) == 12  # each frame a file of its own
+    on_disk = sorted(str(p) for p in tmp_path.rglob("frame-*.jpg"))
+    assert on_disk == sorted(shown[-5:]) and outputs.files == set(shown[-5:])  # the purge lists only those
+    shutil.rmtree(frames.folder)  # the stream was off long enough for its folder to be swept
+    later = frames.add(np.zeros((8, 8, 3), np.uint8))
+    assert os.path.isfile(later) and os.path.dirname(later) != os.path.dirname(shown[0])
 
 
 def test_the_purge_deletes_old_files_and_keeps_young_and_kept_ones(tmp_path):
