@@ -7,17 +7,19 @@ on later requests.
 
 The purge is ours (`Purge`), not Gradio's `delete_cache`: Gradio's loop walks those sets in a worker thread
 while requests add to them, so "Set changed size during iteration" ends its task for good, and from then on
-nothing is deleted. Measured with --purge-after 4 and 4 clients sending photos to /annotate for 60 s (2-core
-Zen 4): in 3 of 4 runs files were left 34-70 s old 12 s after the traffic stopped; the same loop run 50 times
-on 500 files while another thread added one every 10 ms raised 48 times. `Purge` deletes by the same rule
-from a snapshot of each set (tests/test_ui_files.py).
+nothing is deleted. Measured with --purge-after 4 and 4 clients sending the four examples to /annotate for
+60 s (2-core Zen 4): in each of 3 runs, files were left 34-70 s old 12 s after the traffic stopped (one run
+of 30 s was clean); with `Purge`, none in 3 runs (docs/benchmarks.md has the loadtest command that counts
+them). Gradio's loop run 50 times on 500 files, while another thread added one every 10 ms, raised 48
+times. `Purge` deletes by the same rule from a snapshot of each set (tests/test_ui_files.py).
 
 Images go out as files too, not as arrays: Gradio stores an array under a hash of its bytes and writes it in
 place each time, so two requests with the same answer (one photo, two visitors; or one view drawn twice)
-rewrite the very file a browser may be reading, which then shows a broken image. Measured with 8 clients
-sending one photo to /annotate 15 times each, on the bundled scratch CNN (2-core Zen 4): 1 of 120 images
-came back empty or cut short that way, 0 of 120 with files of their own. A request's own file is never
-rewritten (tests/test_app_api.py, test_an_answer_is_never_rewritten_by_the_next_one).
+rewrite the very file a browser may be reading, which then shows a broken image. `python -m demo.loadtest
+--clients 8 --requests 15 --endpoint annotate` (8 clients sending one photo, bundled scratch CNN, 2-core
+Zen 4): 5 of 120 images came back empty or cut short that way (1 of 120 in another run), 0 of 120 with
+files of their own. A request's own file is never rewritten (tests/test_app_api.py,
+test_an_answer_is_never_rewritten_by_the_next_one).
 """
 from __future__ import annotations
 
