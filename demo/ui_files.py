@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 FOLDER_PREFIX = "out-"
 JPEG_QUALITY = 75  # PIL's default, which Gradio's own encoding of these images used
+KEEP_FRAMES = 30  # a webcam stream's annotated frames on disk at a time (RecentFrames)
 
 
 class OutputFiles:
@@ -84,7 +85,7 @@ class OutputFiles:
             self.files.discard(str(Path(path).resolve()))
 
     def sweep(self) -> None:
-        """Remove request folders older than the purge age whose files Gradio has deleted (or never came)."""
+        """Remove request folders older than the purge age whose files the purge has deleted (or never came)."""
         for folder in self.root.glob(FOLDER_PREFIX + "*"):
             try:
                 if time.time() - folder.stat().st_mtime > self.purge_after_s and not any(folder.iterdir()):
@@ -98,7 +99,7 @@ class RecentFrames:
     an older one (frames come every 0.08 s at most, demo.ui.STREAM_EVERY_S: 30 are 2.4 s or more), and a
     stream of two minutes would otherwise leave hundreds of frames of a face on disk until the purge."""
 
-    def __init__(self, outputs: OutputFiles, keep: int = 30):
+    def __init__(self, outputs: OutputFiles, keep: int = KEEP_FRAMES):
         self.outputs, self.keep = outputs, keep
         self.paths: collections.deque[Path] = collections.deque()
         self.folder: Path | None = None

@@ -22,7 +22,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from demo.ui import NOT_UPLOADED
-from demo.ui_files import FOLDER_PREFIX, RecentFrames
+from demo.ui_files import FOLDER_PREFIX, KEEP_FRAMES
 from model.fast import float_precision
 
 pytest_plugins = ["appserver"]
@@ -304,7 +304,7 @@ def test_webcam_streams_annotated_frames(page, model, app_temp_dir):
     # Each frame is a file of the stream's own, and only the newest few stay on disk (demo/ui_files.py).
     assert "/frame-" in page.locator("#webcam-output img").get_attribute("src")
     streams = {path.parent for path in app_temp_dir.glob(f"face-app-*/{FOLDER_PREFIX}*/frame-*.jpg")}
-    assert streams and all(len(list(folder.glob("frame-*.jpg"))) <= RecentFrames(None).keep for folder in streams)
+    assert streams and all(len(list(folder.glob("frame-*.jpg"))) <= KEEP_FRAMES for folder in streams)
     screenshot(page, f"webcam-{model.lower()}")
     page.get_by_role("button", name="capture photo").click()  # Stop
 
