@@ -342,7 +342,7 @@ def build(bank: ModelBank, default_model: str = DEFAULT_ARCH, purge_after_s: int
             gr.Markdown("Labels are averaged over recent frames per face, so they settle instead of "
                         "flickering. With Grad-CAM on, the map is shown for the largest face.")
 
-        outputs = OutputFiles(app, purge_after_s)  # what requests write: images, clips, tables
+        outputs = OutputFiles(app)  # what requests write: images, clips, tables
         with gr.Tab("Video", id="video"):
             ui_video.build_tab(bank, outputs, model, min_score)
 

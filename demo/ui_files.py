@@ -2,8 +2,8 @@
 
 Every request writes into its own folder inside the app's Gradio folder (`Blocks.GRADIO_CACHE`: private to
 the process, removed at exit), and each file is registered where Gradio lists the files it wrote
-(`Blocks.temp_file_sets`), so the purge deletes it once it is `purge_after_s` old. Emptied folders are swept
-on later requests.
+(`Blocks.temp_file_sets`), so the purge deletes it once it is `purge_after_s` old, and the emptied folder
+after that.
 
 The purge is ours (`Purge`), not Gradio's `delete_cache`: Gradio's loop walks those sets in a worker thread
 while requests add to them, so "Set changed size during iteration" ends its task for good, and from then on
@@ -42,19 +42,23 @@ JPEG_QUALITY = 75  # PIL's default, which Gradio's own encoding of these images 
 KEEP_FRAMES = 30  # a webcam stream's annotated frames on disk at a time (RecentFrames)
 
 
+def save_jpeg(image: np.ndarray | Image.Image, path: Path) -> None:
+    """An RGB image (array or PIL) as a JPEG file."""
+    pil = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+    pil.convert("RGB").save(path, "JPEG", quality=JPEG_QUALITY)
+
+
 class OutputFiles:
     """One app's writer: request folders, images as files, the purge's list of what was written."""
 
-    def __init__(self, app: gr.Blocks, purge_after_s: int):
+    def __init__(self, app: gr.Blocks):
         self.files: set[str] = set()
-        self.purge_after_s = purge_after_s
         self.root = Path(app.GRADIO_CACHE)
         self._lock = threading.Lock()
         app.temp_file_sets.append(self.files)
 
     def folder(self) -> Path:
         """A new folder for one request's files."""
-        self.sweep()
         self.root.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=self.root))
 
@@ -73,8 +77,7 @@ class OutputFiles:
                 continue
             folder = folder or self.folder()
             path = folder / f"{name}.jpg"
-            pil = Image.fromarray(image) if isinstance(image, np.ndarray) else image
-            pil.convert("RGB").save(path, "JPEG", quality=JPEG_QUALITY)
+            save_jpeg(image, path)
             self.add(path)
             paths.append(str(path))
         return paths
@@ -83,15 +86,6 @@ class OutputFiles:
         """A file deleted before its time (RecentFrames): no longer the purge's."""
         with self._lock:
             self.files.discard(str(Path(path).resolve()))
-
-    def sweep(self) -> None:
-        """Remove request folders older than the purge age whose files the purge has deleted (or never came)."""
-        for folder in self.root.glob(FOLDER_PREFIX + "*"):
-            try:
-                if time.time() - folder.stat().st_mtime > self.purge_after_s and not any(folder.iterdir()):
-                    folder.rmdir()
-            except OSError:
-                pass
 
 
 class RecentFrames:
@@ -110,11 +104,11 @@ class RecentFrames:
             self.folder = self.outputs.folder()
         path = self.folder / f"frame-{self.count:06d}.jpg"
         try:
-            Image.fromarray(image).save(path, "JPEG", quality=JPEG_QUALITY)
+            save_jpeg(image, path)
         except FileNotFoundError:  # swept between the check and the write
             self.folder = self.outputs.folder()
             path = self.folder / path.name
-            Image.fromarray(image).save(path, "JPEG", quality=JPEG_QUALITY)
+            save_jpeg(image, path)
         self.count += 1
         self.outputs.add(path)
         self.paths.append(path)
@@ -128,7 +122,7 @@ class RecentFrames:
 class Purge(threading.Thread):
     """Deletes every file the app lists in `temp_file_sets` (uploads, what Gradio and OutputFiles wrote) once
     it is `age_s` old (by ctime, as Gradio's `delete_cache`; files a component keeps, its examples, stay),
-    checking every `age_s / 2`."""
+    checking every `age_s / 2`; then the request folders that have stayed empty as long."""
 
     def __init__(self, app: gr.Blocks, age_s: float):
         super().__init__(name="purge", daemon=True)
@@ -161,4 +155,15 @@ class Purge(threading.Thread):
                     log.warning("purge could not delete %s: %s", path, error)
                     continue
                 files.discard(path)
+        self.sweep()
         return deleted
+
+    def sweep(self) -> None:
+        """Remove request folders (OutputFiles) empty for longer than the purge age: their files were deleted,
+        or never came. A new folder is younger, and a folder whose files went is as old as that."""
+        for folder in Path(self.app.GRADIO_CACHE).glob(FOLDER_PREFIX + "*"):
+            try:
+                if time.time() - folder.stat().st_mtime > self.age_s and not any(folder.iterdir()):
+                    folder.rmdir()
+            except OSError:
+                pass

@@ -28,7 +28,7 @@ def write_files(folder, prefix, n) -> set[str]:
 
 
 def test_images_are_files_of_their_own(tmp_path):
-    outputs = OutputFiles(fake_app(tmp_path), purge_after_s=60)
+    outputs = OutputFiles(fake_app(tmp_path))
     face = np.zeros((40, 30, 3), np.uint8)
     face[:, :15] = (200, 30, 30)
     first = outputs.images(("faces", face), ("gradcam-age", None))
@@ -42,7 +42,7 @@ def test_images_are_files_of_their_own(tmp_path):
 
 
 def test_a_stream_keeps_only_its_newest_frames_on_disk(tmp_path):
-    outputs = OutputFiles(fake_app(tmp_path), purge_after_s=60)
+    outputs = OutputFiles(fake_app(tmp_path))
     frames = RecentFrames(outputs, keep=5)
     shown = [frames.add(np.full((8, 8, 3), i, np.uint8)) for i in range(12)]
     assert len(set(shown)) == 12  # each frame a file of its own
@@ -92,6 +92,17 @@ def test_the_purge_goes_on_while_requests_add_files(tmp_path):
         stop.set()
         adder.join()
     assert deleted >= 500 and not list((tmp_path / "old").iterdir())
+
+
+def test_the_purge_removes_request_folders_left_empty(tmp_path):
+    app = fake_app(tmp_path)
+    outputs = OutputFiles(app)
+    emptied, in_use, new = outputs.folder(), outputs.folder(), outputs.folder()
+    (in_use / "faces.jpg").touch()
+    for folder in (emptied, in_use):
+        os.utime(folder, (time.time() - 10, time.time() - 10))
+    Purge(app, age_s=5).once()
+    assert not emptied.exists() and in_use.is_dir() and new.is_dir()  # the new one is younger than the age
 
 
 def test_a_file_that_cannot_be_deleted_does_not_stop_the_others(tmp_path, caplog):
