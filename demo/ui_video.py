@@ -139,7 +139,7 @@ def person_views(bank, model_name, result, track) -> tuple:
     age distribution of their answer (averaged over the frames they were seen in)."""
     person = find_person(result, track)
     age = None if person is None else age_table(person.age_probs, *person.age_interval)
-    return (*person_cams(bank, model_name, result, track), age)
+    return (*person_cams(bank, model_name, person), age)
 
 
 def find_person(result, track):
@@ -148,9 +148,8 @@ def find_person(result, track):
     return next((p for p in result.people if p.track == int(track)), None)
 
 
-def person_cams(bank, model_name, result, track) -> tuple:
-    """Grad-CAM of both heads on the chosen person's sharpest aligned face."""
-    person = find_person(result, track)
+def person_cams(bank, model_name, person) -> tuple:
+    """Grad-CAM of both heads on the person's sharpest aligned face (None, None without a person)."""
     if person is None or person.crop is None:
         return None, None
     try:
